@@ -1,0 +1,1 @@
+"""HTTP only: parse the request, call the registry domain, shape the response."""

@@ -1,0 +1,40 @@
+"""Typed application keys and the per-request view handlers receive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from fastreg.registry.service import Registry
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPSettings:
+    host: str = ""  # http.host: the externally visible base URL, e.g. https://registry.example.com
+    relativeurls: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
+HTTP: web.AppKey[HTTPSettings] = web.AppKey("http", HTTPSettings)
+
+
+def registry_of(request: web.Request) -> Registry:
+    return request.app[REGISTRY]
+
+
+def url_for(request: web.Request, path: str) -> str:
+    """A Location for ``path``: relative when configured, else absolute on the visible host.
+
+    The scheme and host come from `http.host`, else from X-Forwarded-Proto/-Host (nginx in front
+    terminating TLS), else from the request itself.
+    """
+    settings = request.app[HTTP]
+    if settings.relativeurls:
+        return path
+    if settings.host:
+        return settings.host.rstrip("/") + path
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip() or request.scheme
+    host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip() or request.host
+    return f"{proto}://{host}{path}"

@@ -1,0 +1,94 @@
+"""Middlewares and response hooks of the API, each with one job.
+
+Order (outermost first), set in `app.py`: `access_log` (times and logs every request, the failed
+ones too) -> `errors` (turns any exception into the OCI error body). `on_response_prepare` adds
+the API version header and the configured `http.headers` to every response, errors included.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from aiohttp import http_exceptions, web
+
+from fastreg.api.context import HTTP
+from fastreg.api.errors import error_response, status_of
+from fastreg.registry.errors import ErrorCode, RegistryError
+from fastreg.storage.base import StorageError
+
+log = logging.getLogger("fastreg.access")
+errlog = logging.getLogger("fastreg.api")
+
+API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
+
+
+@web.middleware
+async def access_log(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    request["request_id"] = request_id
+    started = time.perf_counter()
+    status = 500
+    response: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            status,
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "path": request.path,
+                "route": request.get("route"),
+                "repository": request.get("repository"),
+                "status": status,
+                "bytes_in": request.content_length or 0,
+                "bytes_out": response.body_length if response is not None else 0,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "remote": request.remote,
+            },
+        )
+
+
+@web.middleware
+async def errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RegistryError as err:
+        return error_response(err)
+    except StorageError as exc:
+        errlog.error("storage error", extra={"request_id": request.get("request_id"), "error": str(exc)})
+        return error_response(RegistryError(ErrorCode.UNAVAILABLE, detail="storage backend error"))
+    except (http_exceptions.HttpProcessingError, ConnectionError) as exc:
+        # the client sent a broken body or went away mid-request: its fault, not a server error
+        return error_response(RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, detail=str(exc)[:200]))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _code_for_status(exc.status)
+        return error_response(RegistryError(code, exc.reason))
+    except Exception:
+        errlog.exception("unhandled error", extra={"request_id": request.get("request_id")})
+        return error_response(RegistryError(ErrorCode.UNKNOWN))
+
+
+def _code_for_status(status: int) -> ErrorCode:
+    if status == 413:
+        return ErrorCode.SIZE_INVALID
+    for code in (ErrorCode.UNSUPPORTED, ErrorCode.NAME_UNKNOWN, ErrorCode.UNAUTHORIZED,
+                 ErrorCode.DENIED, ErrorCode.TOOMANYREQUESTS, ErrorCode.UNAVAILABLE):
+        if status_of(code) == status:
+            return code
+    return ErrorCode.UNKNOWN if status >= 500 else ErrorCode.BLOB_UPLOAD_INVALID
+
+
+async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[API_VERSION[0]] = API_VERSION[1]
+    for name, value in request.app[HTTP].headers:
+        response.headers.add(name, value)

@@ -1,0 +1,66 @@
+"""Parsing of request headers and query parameters shared by the handlers."""
+
+from __future__ import annotations
+
+import re
+
+from fastreg.registry.errors import ErrorCode, RegistryError
+
+_CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)")
+_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def content_range(value: str | None) -> tuple[int, int] | None:
+    """Content-Range of an upload chunk: "<start>-<end>", inclusive (Distribution's form)."""
+    if value is None or value == "":
+        return None
+    m = _CONTENT_RANGE_RE.fullmatch(value.strip())
+    if not m or int(m.group(1)) > int(m.group(2)):
+        raise RegistryError(ErrorCode.RANGE_INVALID, detail={"Content-Range": value[:100]})
+    return int(m.group(1)), int(m.group(2))
+
+
+def content_length(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise RegistryError(ErrorCode.SIZE_INVALID, detail={"Content-Length": value[:100]})
+    return int(value)
+
+
+def byte_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """A single `Range: bytes=a-b` against a blob of ``size`` bytes -> (offset, length).
+
+    Multiple ranges are not supported (no client asks for them); an unsatisfiable range -> 416.
+    """
+    if not value:
+        return None
+    m = _RANGE_RE.fullmatch(value.strip())
+    if not m or (m.group(1) == "" and m.group(2) == ""):
+        raise RegistryError(ErrorCode.RANGE_INVALID, detail={"Range": value[:100], "size": size})
+    first, last = m.group(1), m.group(2)
+    if first == "":  # suffix: the last N bytes
+        n = int(last)
+        if n == 0:
+            raise RegistryError(ErrorCode.RANGE_INVALID, detail={"Range": value, "size": size})
+        start = max(0, size - n)
+        return start, size - start
+    start = int(first)
+    end = size - 1 if last == "" else min(int(last), size - 1)
+    if start >= size or (last != "" and int(last) < start):
+        raise RegistryError(ErrorCode.RANGE_INVALID, detail={"Range": value, "size": size})
+    return start, end - start + 1
+
+
+def page_size(value: str | None, default: int | None, maximum: int | None) -> int | None:
+    """The `n` of a paginated list; None means everything."""
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or (maximum is not None and int(value) > maximum):
+        raise RegistryError(ErrorCode.PAGINATION_NUMBER_INVALID, detail={"n": value[:100]})
+    return int(value)
+
+
+def range_header(offset: int) -> str:
+    """The `Range` of an upload: bytes held so far, "0-<last>" ("0-0" when empty, as Distribution)."""
+    return f"0-{max(offset - 1, 0)}"

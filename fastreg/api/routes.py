@@ -1,0 +1,119 @@
+"""The whole route table of the OCI Distribution API, in one block, and its dispatcher.
+
+Repository names contain slashes, so routes are matched from the right on the raw path (like
+Distribution's router) by one table, and the name is checked against the spec grammar before a
+handler runs: a malformed name is 400 NAME_INVALID with the error body, never a path on disk.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from fastreg.api import base, blobs, listing, manifests, uploads
+from fastreg.api.context import registry_of
+from fastreg.registry.errors import ErrorCode, RegistryError
+from fastreg.registry.names import validate_name
+
+Handler = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    pattern: re.Pattern[str]
+    methods: Mapping[str, Handler]
+
+
+def _route(name: str, path: str, methods: Mapping[str, Handler]) -> Route:
+    return Route(name, re.compile(path.replace("<name>", "(?P<name>.+)")), methods)
+
+
+#   spec       method  path
+#   end-1      GET     /v2/
+#   end-2      GET     /v2/<name>/blobs/<digest>            (HEAD too)
+#   end-3      GET     /v2/<name>/manifests/<reference>     (HEAD too)
+#   end-4a/4b  POST    /v2/<name>/blobs/uploads/            (?digest=, ?mount=&from=)
+#   end-5      PATCH   /v2/<name>/blobs/uploads/<uuid>
+#   end-6      PUT     /v2/<name>/blobs/uploads/<uuid>?digest=
+#   end-7      PUT     /v2/<name>/manifests/<reference>
+#   end-8a/8b  GET     /v2/<name>/tags/list                 (?n=&last=)
+#   end-9      DELETE  /v2/<name>/manifests/<reference>
+#   end-10     DELETE  /v2/<name>/blobs/<digest>
+#   end-11     POST    /v2/<name>/blobs/uploads/?mount=<digest>&from=<other>
+#   end-12a/b  GET     /v2/<name>/referrers/<digest>        (?artifactType=)
+#   end-13     GET     /v2/<name>/blobs/uploads/<uuid>
+#   (extra)    DELETE  /v2/<name>/blobs/uploads/<uuid>      cancel
+#   (extra)    GET     /v2/_catalog                         (?n=&last=)
+ROUTES: tuple[Route, ...] = (
+    _route("base", r"/v2/", {"GET": base.version_check, "HEAD": base.version_check}),
+    _route("catalog", r"/v2/_catalog", {"GET": listing.catalog}),
+    _route("tags", r"/v2/<name>/tags/list", {"GET": listing.list_tags}),
+    _route(
+        "manifest",
+        r"/v2/<name>/manifests/(?P<reference>[^/]+)",
+        {
+            "GET": manifests.get_manifest,
+            "HEAD": manifests.get_manifest,
+            "PUT": manifests.put_manifest,
+            "DELETE": manifests.delete_manifest,
+        },
+    ),
+    _route("upload_start", r"/v2/<name>/blobs/uploads/?", {"POST": uploads.start_upload}),
+    _route(
+        "upload",
+        r"/v2/<name>/blobs/uploads/(?P<uuid>[^/]+)",
+        {
+            "GET": uploads.upload_status,
+            "PATCH": uploads.patch_upload,
+            "PUT": uploads.finish_upload,
+            "DELETE": uploads.cancel_upload,
+        },
+    ),
+    _route(
+        "blob",
+        r"/v2/<name>/blobs/(?P<digest>[^/]+)",
+        {"GET": blobs.get_blob, "HEAD": blobs.head_blob, "DELETE": blobs.delete_blob},
+    ),
+    _route("referrers", r"/v2/<name>/referrers/(?P<digest>[^/]+)", {"GET": listing.referrers}),
+)
+
+
+def match(path: str) -> tuple[Route, dict[str, str]] | None:
+    for route in ROUTES:
+        m = route.pattern.fullmatch(path)
+        if m is not None:
+            return route, m.groupdict()
+    return None
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    found = match(request.path)
+    if found is None:
+        raise RegistryError(ErrorCode.NAME_UNKNOWN, "unknown API endpoint", {"path": request.path[:200]})
+    route, params = found
+    handler = route.methods.get(request.method)
+    if handler is None:
+        raise RegistryError(
+            ErrorCode.UNSUPPORTED, f"{request.method} is not supported on {route.name}"
+        )
+    if "name" in params:
+        validate_name(params["name"])
+    if request.method in WRITES and registry_of(request).settings.readonly:
+        raise RegistryError(ErrorCode.UNSUPPORTED, "the registry is in read-only mode")
+    request["route"] = route.name
+    request["repository"] = params.get("name")
+    return await handler(request, params)
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_route("*", "/v2", _redirect_v2)
+    app.router.add_route("*", "/v2/{tail:.*}", dispatch)
+
+
+async def _redirect_v2(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPMovedPermanently("/v2/")

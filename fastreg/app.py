@@ -1,0 +1,60 @@
+"""Wire the application: storage driver -> registry -> HTTP routes, middlewares and hooks.
+
+`create_app(config)` is what tests and the CLI both use. Nothing here runs at import time; every
+shared object hangs off the Application under a typed key, opened and closed in `cleanup_ctx`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from fastreg.api.context import HTTP, REGISTRY, HTTPSettings
+from fastreg.api.middleware import access_log, add_headers, errors
+from fastreg.api.routes import setup_routes
+from fastreg.config import Config
+from fastreg.registry.service import Registry, RegistrySettings
+from fastreg.storage.base import StorageDriver
+from fastreg.storage.factory import create_driver
+
+log = logging.getLogger("fastreg.app")
+
+
+def registry_settings(config: Config) -> RegistrySettings:
+    return RegistrySettings(
+        delete_enabled=config.storage.delete_enabled,
+        readonly=config.storage.readonly,
+        schema1_enabled=config.schema1_enabled,
+        redirect_disable=config.storage.redirect_disable,
+        automount=not config.auth,
+    )
+
+
+def http_settings(config: Config) -> HTTPSettings:
+    headers = tuple(
+        (name, value) for name, values in config.http.headers.items() for value in values
+    )
+    return HTTPSettings(host=config.http.host, relativeurls=config.http.relativeurls, headers=headers)
+
+
+def create_app(config: Config, driver: StorageDriver | None = None) -> web.Application:
+    """Build the registry application. ``driver`` overrides the configured one (tests)."""
+    # access_log outermost so that it sees the final status of error responses too
+    app = web.Application(middlewares=[access_log, errors], client_max_size=4 * 1024 * 1024)
+    storage = driver or create_driver(config.storage.driver, config.storage.parameters)
+    app[REGISTRY] = Registry(storage, registry_settings(config))
+    app[HTTP] = http_settings(config)
+    app.on_response_prepare.append(add_headers)
+    app.cleanup_ctx.append(_registry_lifecycle)
+    setup_routes(app)
+    return app
+
+
+async def _registry_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    registry = app[REGISTRY]
+    await registry.driver.healthy()
+    log.info("storage ready", extra={"driver": registry.driver.name})
+    yield
+    await registry.close()

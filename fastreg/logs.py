@@ -1,0 +1,70 @@
+"""Structured logs: one JSON line per event (or key=value text when `log.formatter: text`).
+
+Tokens and Authorization headers are never passed to a logger by fastreg code; this module adds
+no request data on its own.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+            timespec="milliseconds"
+        ),
+        "level": record.levelname.lower(),
+        "msg": record.getMessage(),
+        "logger": record.name,
+    }
+    out.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
+    if record.exc_info:
+        out["exc"] = logging.Formatter().formatException(record.exc_info)
+    return out
+
+
+class JSONFormatter(logging.Formatter):
+    def __init__(self, static: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.static = dict(static or {})
+
+    def format(self, record: logging.LogRecord) -> str:
+        return orjson.dumps({**self.static, **_fields(record)}, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, static: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.static = dict(static or {})
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {**self.static, **_fields(record)}
+        head = f'{fields.pop("time")} {fields.pop("level")} {fields.pop("msg")!r}'
+        return head + "".join(f" {k}={v}" for k, v in fields.items())
+
+
+def setup_logging(level: str = "info", formatter: str = "json", static: Mapping[str, str] | None = None) -> None:
+    """Configure the root logger once per process (called by the CLI, never at import)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(TextFormatter(static) if formatter == "text" else JSONFormatter(static))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(_LEVELS.get(level.lower(), logging.INFO))
+
+
+_LEVELS = {
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}

@@ -1,0 +1,1 @@
+"""The registry domain: names, digests, manifests, upload sessions, tags. No HTTP here."""

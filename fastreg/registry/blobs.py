@@ -1,0 +1,124 @@
+"""Blobs: content-addressed bytes under `blobs/`, and the per-repository links that make a blob
+part of a repository (upload commit or cross-repository mount).
+
+A blob belongs to a repository only through its `_layers` link, exactly as in Distribution, so a
+client can never read a blob of another repository by guessing its digest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from fastreg.registry import layout
+from fastreg.registry.digests import Digest
+from fastreg.registry.errors import ErrorCode, RegistryError
+from fastreg.storage.base import PathNotFound, StorageDriver
+
+LINK_LIMIT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    digest: Digest
+    size: int
+    media_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class BlobSource:
+    """Where the bytes of a blob can be had: a local file, a redirect URL, or a stream."""
+
+    info: BlobInfo
+    local_path: str | None
+    driver: StorageDriver
+    path: str
+
+    def stream(self, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        return self.driver.reader(self.path, offset, length)
+
+    async def redirect_url(self, method: str) -> str | None:
+        return await self.driver.url_for(self.path, method)
+
+
+async def read_link(driver: StorageDriver, path: str) -> Digest | None:
+    """The digest a link file names, or None when the link is absent or unreadable."""
+    try:
+        content = await driver.get_content(path, LINK_LIMIT)
+    except PathNotFound:
+        return None
+    try:
+        return Digest.parse(content.decode("ascii", "replace").strip())
+    except RegistryError:
+        return None
+
+
+class BlobStore:
+    def __init__(self, driver: StorageDriver) -> None:
+        self.driver = driver
+
+    async def stat(self, digest: Digest) -> BlobInfo:
+        """The blob in the global store, whatever repository it belongs to."""
+        try:
+            info = await self.driver.stat(layout.blob_data(digest))
+        except PathNotFound:
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None
+        if info.is_dir:
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
+        return BlobInfo(digest, info.size)
+
+    async def exists(self, digest: Digest) -> bool:
+        try:
+            await self.stat(digest)
+        except RegistryError:
+            return False
+        return True
+
+    async def is_linked(self, name: str, digest: Digest) -> bool:
+        return await read_link(self.driver, layout.layer_link(name, digest)) == digest
+
+    async def stat_in(self, name: str, digest: Digest) -> BlobInfo:
+        """The blob as seen from one repository: it must be linked there and present."""
+        if not await self.is_linked(name, digest):
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
+        return await self.stat(digest)
+
+    async def source(self, name: str, digest: Digest) -> BlobSource:
+        info = await self.stat_in(name, digest)
+        path = layout.blob_data(digest)
+        return BlobSource(info, self.driver.local_file(path), self.driver, path)
+
+    async def link(self, name: str, digest: Digest) -> None:
+        await self.driver.put_content(layout.layer_link(name, digest), layout.link_content(digest))
+
+    async def unlink(self, name: str, digest: Digest) -> None:
+        """Remove the blob from one repository; the content stays for garbage collection."""
+        if not await self.is_linked(name, digest):
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
+        try:
+            await self.driver.delete(layout.layer_link(name, digest).rsplit("/", 1)[0])
+        except PathNotFound:
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None
+
+    async def mount(self, name: str, digest: Digest, source: str | None) -> BlobInfo | None:
+        """Link a blob from ``source`` (or, when None, from the global store) into ``name``.
+
+        Returns None when the blob cannot be mounted, and the caller opens a normal upload.
+        """
+        try:
+            info = await (self.stat_in(source, digest) if source else self.stat(digest))
+        except RegistryError:
+            return None
+        await self.link(name, digest)
+        return info
+
+    async def put(self, digest: Digest, data: bytes) -> None:
+        """Store small content (a manifest) under its digest, once."""
+        if not await self.exists(digest):
+            await self.driver.put_content(layout.blob_data(digest), data)
+
+    async def get(self, digest: Digest, limit: int) -> bytes:
+        try:
+            return await self.driver.get_content(layout.blob_data(digest), limit)
+        except PathNotFound:
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None

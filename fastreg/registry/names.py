@@ -1,0 +1,36 @@
+"""Repository name, tag and reference grammar (OCI Distribution Spec, "Pulling manifests").
+
+Everything that reaches a storage path passes through here first, so a name can never be a
+path traversal: the grammar admits only lowercase alphanumerics and single separators.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastreg.registry.digests import Digest
+from fastreg.registry.errors import ErrorCode, RegistryError
+
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+MAX_NAME_LENGTH = 255
+
+
+def validate_name(name: str) -> str:
+    if len(name) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(name):
+        raise RegistryError(ErrorCode.NAME_INVALID, detail={"name": name[:300]})
+    return name
+
+
+def validate_tag(tag: str) -> str:
+    if not TAG_RE.fullmatch(tag):
+        raise RegistryError(ErrorCode.TAG_INVALID, detail={"tag": tag[:300]})
+    return tag
+
+
+def parse_reference(reference: str) -> str | Digest:
+    """A manifest reference is a digest when it has a colon, otherwise a tag."""
+    if ":" in reference:
+        return Digest.parse(reference)
+    return validate_tag(reference)

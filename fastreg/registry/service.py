@@ -1,0 +1,41 @@
+"""The registry as the HTTP layer sees it: one object holding the stores over one driver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastreg.registry.blobs import BlobStore
+from fastreg.registry.catalog import list_repositories
+from fastreg.registry.manifeststore import ManifestStore
+from fastreg.registry.tags import TagStore
+from fastreg.registry.uploads import UploadService
+from fastreg.storage.base import StorageDriver
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySettings:
+    delete_enabled: bool = False
+    readonly: bool = False
+    schema1_enabled: bool = False
+    redirect_disable: bool = False
+    # Mounting a blob without `from` (OCI 1.1 "automatic content discovery") would let a caller link
+    # any blob whose digest it knows; it is on only when no access control is configured.
+    automount: bool = True
+
+
+class Registry:
+    def __init__(self, driver: StorageDriver, settings: RegistrySettings) -> None:
+        self.driver = driver
+        self.settings = settings
+        self.blobs = BlobStore(driver)
+        self.tags = TagStore(driver)
+        self.uploads = UploadService(driver, self.blobs)
+        self.manifests = ManifestStore(
+            driver, self.blobs, self.tags, schema1_enabled=settings.schema1_enabled
+        )
+
+    async def repositories(self) -> list[str]:
+        return await list_repositories(self.driver)
+
+    async def close(self) -> None:
+        await self.driver.close()

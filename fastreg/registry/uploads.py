@@ -1,0 +1,247 @@
+"""Upload sessions: state on storage, bytes streamed through an incremental hash.
+
+A session is `_uploads/<uuid>/{data,startedat}` on storage, so a PATCH may land on another worker
+or after a restart. The live hasher is kept in memory keyed by upload id and valid only while its
+offset equals the stored size; when it is missing or stale the stored bytes are hashed again
+(what Distribution does), so correctness never depends on which process saw the earlier chunks.
+
+Bytes flow request -> batches of BATCH bytes -> (hash on a thread || write on the driver), with the
+next batch read from the socket while the previous one is hashed and written: memory is bounded by
+two batches per upload, and a slow disk slows the client (backpressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import re
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastreg.registry import layout
+from fastreg.registry.blobs import BlobInfo, BlobStore
+from fastreg.registry.digests import SUPPORTED_ALGORITHMS, Digest, new_hasher
+from fastreg.registry.errors import ErrorCode, RegistryError
+from fastreg.storage.base import FileWriter, PathNotFound, StorageDriver
+
+BATCH = 1024 * 1024
+MAX_LIVE_HASHERS = 4096
+_UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    name: str
+    upload_id: str
+    offset: int
+
+
+@dataclass(slots=True)
+class _LiveHash:
+    hasher: Any
+    offset: int
+
+
+def check_upload_id(upload_id: str) -> str:
+    if not _UPLOAD_ID_RE.fullmatch(upload_id):
+        raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, detail={"uuid": upload_id[:100]})
+    return upload_id
+
+
+async def batched(body: AsyncIterator[bytes], size: int = BATCH) -> AsyncIterator[bytes]:
+    """Regroup arbitrary socket chunks into ~size byte batches (fewer thread hops, big hashes)."""
+    parts: list[bytes] = []
+    held = 0
+    async for chunk in body:
+        if not chunk:
+            continue
+        parts.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield parts[0] if len(parts) == 1 else b"".join(parts)
+            parts, held = [], 0
+    if parts:
+        yield parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class UploadService:
+    def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
+        self.driver = driver
+        self.blobs = blobs
+        self._live: OrderedDict[str, _LiveHash] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def start(self, name: str, algorithm: str = "sha256") -> UploadStatus:
+        if algorithm not in SUPPORTED_ALGORITHMS:
+            raise RegistryError(
+                ErrorCode.DIGEST_INVALID, "unsupported digest algorithm", {"algorithm": algorithm}
+            )
+        upload_id = str(uuid.uuid4())
+        started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        await self.driver.put_content(layout.upload_startedat(name, upload_id), started.encode())
+        writer = await self.driver.writer(layout.upload_data(name, upload_id), append=False)
+        await writer.close()
+        self._remember(upload_id, _LiveHash(new_hasher(algorithm), 0))
+        return UploadStatus(name, upload_id, 0)
+
+    async def status(self, name: str, upload_id: str) -> UploadStatus:
+        check_upload_id(upload_id)
+        try:
+            await self.driver.stat(layout.upload_startedat(name, upload_id))
+            info = await self.driver.stat(layout.upload_data(name, upload_id))
+        except PathNotFound:
+            raise RegistryError(
+                ErrorCode.BLOB_UPLOAD_UNKNOWN, detail={"uuid": upload_id}
+            ) from None
+        return UploadStatus(name, upload_id, info.size)
+
+    async def append(
+        self,
+        name: str,
+        upload_id: str,
+        body: AsyncIterator[bytes],
+        start: int | None = None,
+        length: int | None = None,
+    ) -> UploadStatus:
+        """Add a chunk. ``start`` (from Content-Range) must equal the current offset."""
+        async with self._lock(upload_id):
+            status = await self.status(name, upload_id)
+            self._check_range(status.offset, start)
+            offset = await self._write(name, upload_id, body, status.offset)
+            if length is not None and offset - status.offset != length:
+                raise RegistryError(
+                    ErrorCode.SIZE_INVALID,
+                    detail={"expected": length, "received": offset - status.offset},
+                )
+            return UploadStatus(name, upload_id, offset)
+
+    async def finish(
+        self,
+        name: str,
+        upload_id: str,
+        digest: Digest,
+        body: AsyncIterator[bytes] | None = None,
+        start: int | None = None,
+    ) -> BlobInfo:
+        """Append a last chunk, verify the digest, and make the blob visible atomically."""
+        async with self._lock(upload_id):
+            status = await self.status(name, upload_id)
+            offset = status.offset
+            if body is not None:
+                self._check_range(offset, start)
+                offset = await self._write(name, upload_id, body, offset)
+            actual = await self._digest(name, upload_id, digest.algorithm, offset)
+            if actual != digest:
+                await self._discard(name, upload_id)
+                raise RegistryError(
+                    ErrorCode.DIGEST_INVALID, detail={"expected": str(digest), "actual": str(actual)}
+                )
+            await self._commit(name, upload_id, digest)
+            return BlobInfo(digest, offset)
+
+    async def cancel(self, name: str, upload_id: str) -> None:
+        async with self._lock(upload_id):
+            await self.status(name, upload_id)
+            await self._discard(name, upload_id)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _lock(self, upload_id: str) -> asyncio.Lock:
+        lock = self._locks.get(upload_id)
+        if lock is None:
+            lock = self._locks[upload_id] = asyncio.Lock()
+        return lock
+
+    def _remember(self, upload_id: str, live: _LiveHash) -> None:
+        self._live[upload_id] = live
+        self._live.move_to_end(upload_id)
+        while len(self._live) > MAX_LIVE_HASHERS:
+            self._live.popitem(last=False)
+
+    def _forget(self, upload_id: str) -> None:
+        self._live.pop(upload_id, None)
+        lock = self._locks.get(upload_id)
+        if lock is not None and not lock.locked():
+            del self._locks[upload_id]
+
+    @staticmethod
+    def _check_range(offset: int, start: int | None) -> None:
+        if start is not None and start != offset:
+            raise RegistryError(
+                ErrorCode.RANGE_INVALID, detail={"offset": offset, "start": start}
+            )
+
+    async def _live_hash(self, name: str, upload_id: str, algorithm: str, offset: int) -> _LiveHash:
+        live = self._live.get(upload_id)
+        if live is None or live.offset != offset or live.hasher.name != algorithm:
+            live = _LiveHash(await self._rehash(name, upload_id, algorithm, offset), offset)
+        self._remember(upload_id, live)
+        return live
+
+    async def _rehash(self, name: str, upload_id: str, algorithm: str, offset: int) -> Any:
+        hasher = new_hasher(algorithm)
+        loop = asyncio.get_running_loop()
+        if offset:
+            reader = self.driver.reader(layout.upload_data(name, upload_id), 0, offset)
+            async for chunk in batched(reader):
+                await loop.run_in_executor(None, hasher.update, chunk)
+        return hasher
+
+    async def _write(
+        self, name: str, upload_id: str, body: AsyncIterator[bytes], offset: int
+    ) -> int:
+        live = await self._live_hash(name, upload_id, self._algorithm_of(upload_id), offset)
+        self._live.pop(upload_id, None)  # invalid until the write completes
+        writer = await self.driver.writer(layout.upload_data(name, upload_id), append=True)
+        try:
+            await _ingest(writer, live.hasher, body)
+            await writer.commit()
+            live.offset = writer.size
+        finally:
+            await writer.close()
+        self._remember(upload_id, live)
+        return live.offset
+
+    def _algorithm_of(self, upload_id: str) -> str:
+        live = self._live.get(upload_id)
+        return str(live.hasher.name) if live is not None else "sha256"
+
+    async def _digest(self, name: str, upload_id: str, algorithm: str, offset: int) -> Digest:
+        live = await self._live_hash(name, upload_id, algorithm, offset)
+        return Digest(algorithm, live.hasher.copy().hexdigest())
+
+    async def _commit(self, name: str, upload_id: str, digest: Digest) -> None:
+        data = layout.upload_data(name, upload_id)
+        if not await self.blobs.exists(digest):  # the same content stored already: keep one copy
+            await self.driver.move(data, layout.blob_data(digest))
+        await self.blobs.link(name, digest)
+        await self._discard(name, upload_id)
+
+    async def _discard(self, name: str, upload_id: str) -> None:
+        self._forget(upload_id)
+        try:
+            await self.driver.delete(layout.upload_dir(name, upload_id))
+        except PathNotFound:
+            pass
+
+
+async def _ingest(writer: FileWriter, hasher: Any, body: AsyncIterator[bytes]) -> None:
+    """Hash and write each batch on threads while the next batch is read from the client."""
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future[Any] | None = None
+    try:
+        async for batch in batched(body):
+            if pending is not None:
+                await pending
+            pending = asyncio.gather(
+                loop.run_in_executor(None, hasher.update, batch), writer.write(batch)
+            )
+        if pending is not None:
+            await pending
+            pending = None
+    finally:
+        if pending is not None:
+            await asyncio.wait([pending])

@@ -1,0 +1,126 @@
+"""The storage driver interface, its errors, and the one wrapper every driver goes through.
+
+A driver is a flat key space of byte files addressed by absolute slash paths ("/docker/registry/v2/...").
+Drivers know nothing about registries; this module must not import from ``fastreg.registry`` or
+``fastreg.api``. The interface follows Distribution's ``storagedriver.StorageDriver``: a handful of
+methods, and a writer that adds only ``size / commit / cancel`` to ``write / close``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+class StorageError(Exception):
+    """A driver failed for a reason the client cannot fix (I/O error, backend down)."""
+
+
+class PathNotFound(StorageError):
+    """Nothing is stored at the path."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"path not found: {path}")
+        self.path = path
+
+
+class InvalidPath(StorageError):
+    """The path is not an absolute, normalised slash path."""
+
+
+class InvalidOffset(StorageError):
+    """A read asked for an offset beyond the end of the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    path: str
+    size: int
+    modtime: float
+    is_dir: bool
+
+
+@runtime_checkable
+class FileWriter(Protocol):
+    """An append-only writer. Bytes are durable only after ``commit``."""
+
+    @property
+    def size(self) -> int:
+        """Bytes in the file, those written before this writer was opened included."""
+        ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def commit(self) -> None:
+        """Flush what was written so that it survives a crash."""
+        ...
+
+    async def cancel(self) -> None:
+        """Remove the file; the writer is closed afterwards."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources; safe to call twice."""
+        ...
+
+
+class StorageDriver(Protocol):
+    """The capability set every backend provides."""
+
+    name: str
+
+    async def get_content(self, path: str, limit: int | None = None) -> bytes:
+        """Read a small file whole (links, manifests). More than ``limit`` bytes -> StorageError."""
+        ...
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        """Write a small file atomically: readers see the old or the new content, nothing between."""
+        ...
+
+    def reader(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """Stream ``length`` bytes (all when None) from ``offset``."""
+        ...
+
+    async def writer(self, path: str, append: bool) -> FileWriter:
+        """Open a writer; ``append`` continues an existing file, else the file starts empty."""
+        ...
+
+    async def stat(self, path: str) -> FileInfo: ...
+
+    async def list(self, path: str) -> list[str]:
+        """Names (not paths) of the direct children of a directory, in any order."""
+        ...
+
+    async def move(self, source: str, dest: str) -> None:
+        """Move a file, replacing ``dest`` atomically."""
+        ...
+
+    async def delete(self, path: str) -> None:
+        """Delete a file or a whole directory tree. PathNotFound when nothing is there."""
+        ...
+
+    async def url_for(self, path: str, method: str = "GET", expires_in: float = 1200) -> str | None:
+        """A URL the client may fetch directly (presigned), or None when the driver has none."""
+        ...
+
+    def local_file(self, path: str) -> str | None:
+        """An OS path to the file for ``sendfile``, or None when the bytes are not on local disk."""
+        ...
+
+    async def healthy(self) -> None:
+        """Raise StorageError when the backend is unreachable."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+_PATH_RE = re.compile(r"^(/[A-Za-z0-9._:@+=-]+)+$")
+
+
+def check_path(path: str) -> str:
+    """Reject anything that is not an absolute path of plain segments: no '..', no '//'."""
+    if path != "/" and (not _PATH_RE.match(path) or any(p in (".", "..") for p in path.split("/"))):
+        raise InvalidPath(f"invalid path: {path!r}")
+    return path

@@ -1,0 +1,237 @@
+"""The filesystem driver: the embedded default, Distribution's `filesystem` driver layout.
+
+Every blocking call runs on the driver's own thread pool so the event loop never waits on disk.
+Small files are written to a temporary name and renamed (atomic); appended files are fsynced on
+``commit``. ``local_file`` lets the HTTP layer serve blobs with ``sendfile``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO, TypeVar
+
+from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
+
+T = TypeVar("T")
+
+READ_CHUNK = 1024 * 1024
+DEFAULT_ROOT = "/var/lib/registry"
+
+
+class FilesystemDriver:
+    name = "filesystem"
+
+    def __init__(self, rootdirectory: str = DEFAULT_ROOT, maxthreads: int = 32) -> None:
+        self.root = os.path.abspath(rootdirectory)
+        self._pool = ThreadPoolExecutor(max_workers=max(4, maxthreads), thread_name_prefix="fs")
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, Any]) -> FilesystemDriver:
+        return cls(
+            rootdirectory=str(params.get("rootdirectory") or DEFAULT_ROOT),
+            maxthreads=int(params.get("maxthreads") or 32),
+        )
+
+    def _full(self, path: str) -> str:
+        return self.root + check_path(path)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except FileNotFoundError as exc:
+            raise PathNotFound(exc.filename or "") from exc
+        except NotADirectoryError as exc:
+            raise PathNotFound(exc.filename or "") from exc
+        except OSError as exc:
+            raise StorageError(f"filesystem: {exc}") from exc
+
+    async def get_content(self, path: str, limit: int | None = None) -> bytes:
+        full = self._full(path)
+
+        def read() -> bytes:
+            with open(full, "rb") as f:
+                data = f.read() if limit is None else f.read(limit + 1)
+            if limit is not None and len(data) > limit:
+                raise StorageError(f"{path}: larger than {limit} bytes")
+            return data
+
+        try:
+            return await self._run(read)
+        except PathNotFound:
+            raise PathNotFound(path) from None
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        full = self._full(path)
+        await self._run(_atomic_write, full, data)
+
+    async def reader(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        full = self._full(path)
+        try:
+            f = await self._run(_open_read, full)
+        except PathNotFound:
+            raise PathNotFound(path) from None
+        try:
+            size = os.fstat(f.fileno()).st_size
+            if offset > size:
+                raise InvalidOffset(f"{path}: offset {offset} beyond {size}")
+            f.seek(offset)
+            remaining = size - offset if length is None else min(length, size - offset)
+            while remaining > 0:
+                chunk = await self._run(f.read, min(READ_CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                yield chunk
+        finally:
+            f.close()
+
+    async def writer(self, path: str, append: bool) -> FileWriter:
+        full = self._full(path)
+
+        def open_fd() -> int:
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+            return os.open(full, flags, 0o644)
+
+        fd = await self._run(open_fd)
+        return FileWriter(self, full, fd, os.fstat(fd).st_size)
+
+    async def stat(self, path: str) -> FileInfo:
+        full = self._full(path)
+        try:
+            st = await self._run(os.stat, full)
+        except PathNotFound:
+            raise PathNotFound(path) from None
+        return FileInfo(path, st.st_size, st.st_mtime, os.path.isdir(full))
+
+    async def list(self, path: str) -> list[str]:
+        full = self._full(path)
+        try:
+            return await self._run(os.listdir, full)
+        except PathNotFound:
+            raise PathNotFound(path) from None
+
+    async def move(self, source: str, dest: str) -> None:
+        src, dst = self._full(source), self._full(dest)
+
+        def move() -> None:
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            os.rename(src, dst)
+            _fsync_dir(os.path.dirname(dst))
+
+        try:
+            await self._run(move)
+        except PathNotFound:
+            raise PathNotFound(source) from None
+
+    async def delete(self, path: str) -> None:
+        full = self._full(path)
+
+        def delete() -> None:
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            else:
+                os.unlink(full)
+
+        try:
+            await self._run(delete)
+        except PathNotFound:
+            raise PathNotFound(path) from None
+
+    async def url_for(self, path: str, method: str = "GET", expires_in: float = 1200) -> str | None:
+        return None
+
+    def local_file(self, path: str) -> str | None:
+        return self._full(path)
+
+    async def healthy(self) -> None:
+        def probe() -> None:
+            os.makedirs(self.root, exist_ok=True)
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "not writable", self.root)
+
+        await self._run(probe)
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class FileWriter:
+    """Appends to one open file descriptor; ``commit`` fsyncs it."""
+
+    def __init__(self, driver: FilesystemDriver, full: str, fd: int, size: int) -> None:
+        self._driver = driver
+        self._full = full
+        self._fd: int | None = fd
+        self._size = size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def _write_all(self, data: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+
+    async def write(self, data: bytes) -> None:
+        if self._fd is None:
+            raise StorageError("write on a closed writer")
+        await self._driver._run(self._write_all, data)
+        self._size += len(data)
+
+    async def commit(self) -> None:
+        if self._fd is not None:
+            await self._driver._run(os.fsync, self._fd)
+
+    async def cancel(self) -> None:
+        await self.close()
+        try:
+            await self._driver._run(os.unlink, self._full)
+        except PathNotFound:
+            pass
+
+    async def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def _atomic_write(full: str, data: bytes) -> None:
+    directory = os.path.dirname(full)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, full)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_read(full: str) -> BinaryIO:
+    return open(full, "rb")

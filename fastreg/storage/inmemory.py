@@ -1,0 +1,134 @@
+"""The in-memory driver: for tests and throwaway registries. Directories are implicit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
+
+READ_CHUNK = 1024 * 1024
+
+
+class InMemoryDriver:
+    name = "inmemory"
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[bytearray, float]] = {}
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, Any]) -> InMemoryDriver:
+        return cls()
+
+    def _prefix(self, path: str) -> str:
+        return path.rstrip("/") + "/"
+
+    def _is_dir(self, path: str) -> bool:
+        prefix = self._prefix(path)
+        return any(p.startswith(prefix) for p in self._files)
+
+    async def get_content(self, path: str, limit: int | None = None) -> bytes:
+        check_path(path)
+        try:
+            data = bytes(self._files[path][0])
+        except KeyError:
+            raise PathNotFound(path) from None
+        if limit is not None and len(data) > limit:
+            raise StorageError(f"{path}: larger than {limit} bytes")
+        return data
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        check_path(path)
+        self._files[path] = (bytearray(data), time.time())
+
+    async def reader(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        data = await self.get_content(path)
+        if offset > len(data):
+            raise InvalidOffset(f"{path}: offset {offset} beyond {len(data)}")
+        end = len(data) if length is None else min(len(data), offset + length)
+        for start in range(offset, end, READ_CHUNK):
+            yield data[start : min(end, start + READ_CHUNK)]
+
+    async def writer(self, path: str, append: bool) -> MemoryWriter:
+        check_path(path)
+        buf = self._files[path][0] if append and path in self._files else bytearray()
+        self._files[path] = (buf, time.time())
+        return MemoryWriter(self, path, buf)
+
+    async def stat(self, path: str) -> FileInfo:
+        check_path(path)
+        if path in self._files:
+            data, mtime = self._files[path]
+            return FileInfo(path, len(data), mtime, False)
+        if self._is_dir(path):
+            return FileInfo(path, 0, 0.0, True)
+        raise PathNotFound(path)
+
+    async def list(self, path: str) -> list[str]:
+        check_path(path)
+        prefix = self._prefix(path)
+        names = {p[len(prefix) :].split("/", 1)[0] for p in self._files if p.startswith(prefix)}
+        if not names:
+            raise PathNotFound(path)
+        return sorted(names)
+
+    async def move(self, source: str, dest: str) -> None:
+        check_path(source), check_path(dest)
+        try:
+            self._files[dest] = self._files.pop(source)
+        except KeyError:
+            raise PathNotFound(source) from None
+
+    async def delete(self, path: str) -> None:
+        check_path(path)
+        prefix = self._prefix(path)
+        doomed = [p for p in self._files if p == path or p.startswith(prefix)]
+        if not doomed:
+            raise PathNotFound(path)
+        for p in doomed:
+            del self._files[p]
+
+    async def url_for(self, path: str, method: str = "GET", expires_in: float = 1200) -> str | None:
+        return None
+
+    def local_file(self, path: str) -> str | None:
+        return None
+
+    async def healthy(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class MemoryWriter:
+    """Appends to the stored buffer itself, so what is written is visible at once (as on disk)."""
+
+    def __init__(self, driver: InMemoryDriver, path: str, buf: bytearray) -> None:
+        self._driver = driver
+        self._path = path
+        self._buf = buf
+        self._closed = False
+
+    @property
+    def size(self) -> int:
+        return len(self._buf)
+
+    async def write(self, data: bytes) -> None:
+        if self._closed:
+            raise StorageError("write on a closed writer")
+        self._buf += data
+
+    async def commit(self) -> None:
+        return None
+
+    async def cancel(self) -> None:
+        self._closed = True
+        if self._driver._files.get(self._path, (None,))[0] is self._buf:
+            del self._driver._files[self._path]
+
+    async def close(self) -> None:
+        self._closed = True
