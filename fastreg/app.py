@@ -7,11 +7,12 @@ shared object hangs off the Application under a typed key, opened and closed in 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from fastreg.api.context import HTTP, REGISTRY, HTTPSettings
+from fastreg.api.context import HTTP, REGISTRY, SENDFILE_POOL, HTTPSettings
 from fastreg.api.middleware import access_log, add_headers, errors
 from fastreg.api.routes import setup_routes
 from fastreg.config import Config
@@ -46,6 +47,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     storage = driver or create_driver(config.storage.driver, config.storage.parameters)
     app[REGISTRY] = Registry(storage, registry_settings(config))
     app[HTTP] = http_settings(config)
+    app[SENDFILE_POOL] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="sendfile")
     app.on_response_prepare.append(add_headers)
     app.cleanup_ctx.append(_registry_lifecycle)
     setup_routes(app)
@@ -58,3 +60,4 @@ async def _registry_lifecycle(app: web.Application) -> AsyncIterator[None]:
     log.info("storage ready", extra={"driver": registry.driver.name})
     yield
     await registry.close()
+    app[SENDFILE_POOL].shutdown(wait=False, cancel_futures=True)

@@ -12,8 +12,9 @@ from typing import BinaryIO
 
 from aiohttp import web
 
-from fastreg.api.context import registry_of
+from fastreg.api.context import SENDFILE_POOL, registry_of
 from fastreg.api.params import byte_range
+from fastreg.api.sendfile import sendfile
 from fastreg.registry.blobs import BlobSource
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
@@ -89,7 +90,7 @@ async def _sendfile(
         if transport is None or length == 0:
             await response.write_eof()
             return response
-        await loop.sendfile(transport, f, offset, length)
+        await sendfile(transport, f, offset, length, request.app[SENDFILE_POOL])
         await response.write_eof()
     finally:
         f.close()

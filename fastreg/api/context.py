@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -18,6 +19,8 @@ class HTTPSettings:
 
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
 HTTP: web.AppKey[HTTPSettings] = web.AppKey("http", HTTPSettings)
+# threads that run sendfile(2) loops on uvloop, one per blob download in flight
+SENDFILE_POOL: web.AppKey[ThreadPoolExecutor] = web.AppKey("sendfile_pool", ThreadPoolExecutor)
 
 
 def registry_of(request: web.Request) -> Registry:

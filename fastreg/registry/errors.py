@@ -13,31 +13,56 @@ from typing import Any
 class ErrorCode(enum.Enum):
     """The error codes of the OCI Distribution Spec, plus Distribution's extras."""
 
-    BLOB_UNKNOWN = "blob unknown to registry"
-    BLOB_UPLOAD_INVALID = "blob upload invalid"
-    BLOB_UPLOAD_UNKNOWN = "blob upload unknown to registry"
-    DIGEST_INVALID = "provided digest did not match uploaded content"
-    MANIFEST_BLOB_UNKNOWN = "blob unknown to registry"
-    MANIFEST_INVALID = "manifest invalid"
-    MANIFEST_UNKNOWN = "manifest unknown"
-    MANIFEST_UNVERIFIED = "manifest failed signature verification"
-    NAME_INVALID = "invalid repository name"
-    NAME_UNKNOWN = "repository name not known to registry"
-    SIZE_INVALID = "provided length did not match content length"
-    TAG_INVALID = "manifest tag did not match URI"
-    UNAUTHORIZED = "authentication required"
-    DENIED = "requested access to the resource is denied"
-    UNSUPPORTED = "The operation is unsupported."
-    TOOMANYREQUESTS = "too many requests"
-    RANGE_INVALID = "invalid content range"
-    PAGINATION_NUMBER_INVALID = "invalid number of results requested"
-    UNAVAILABLE = "service unavailable"
-    UNKNOWN = "unknown error"
-    MANIFEST_TOO_LARGE = "manifest too large"
+    BLOB_UNKNOWN = "BLOB_UNKNOWN"
+    BLOB_UPLOAD_INVALID = "BLOB_UPLOAD_INVALID"
+    BLOB_UPLOAD_UNKNOWN = "BLOB_UPLOAD_UNKNOWN"
+    DIGEST_INVALID = "DIGEST_INVALID"
+    MANIFEST_BLOB_UNKNOWN = "MANIFEST_BLOB_UNKNOWN"
+    MANIFEST_INVALID = "MANIFEST_INVALID"
+    MANIFEST_UNKNOWN = "MANIFEST_UNKNOWN"
+    MANIFEST_UNVERIFIED = "MANIFEST_UNVERIFIED"
+    NAME_INVALID = "NAME_INVALID"
+    NAME_UNKNOWN = "NAME_UNKNOWN"
+    SIZE_INVALID = "SIZE_INVALID"
+    TAG_INVALID = "TAG_INVALID"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    DENIED = "DENIED"
+    UNSUPPORTED = "UNSUPPORTED"
+    TOOMANYREQUESTS = "TOOMANYREQUESTS"
+    RANGE_INVALID = "RANGE_INVALID"
+    PAGINATION_NUMBER_INVALID = "PAGINATION_NUMBER_INVALID"
+    UNAVAILABLE = "UNAVAILABLE"
+    UNKNOWN = "UNKNOWN"
+    MANIFEST_TOO_LARGE = "MANIFEST_TOO_LARGE"
 
     @property
     def default_message(self) -> str:
-        return self.value
+        return _MESSAGES[self]
+
+
+_MESSAGES: dict[ErrorCode, str] = {
+    ErrorCode.BLOB_UNKNOWN: "blob unknown to registry",
+    ErrorCode.BLOB_UPLOAD_INVALID: "blob upload invalid",
+    ErrorCode.BLOB_UPLOAD_UNKNOWN: "blob upload unknown to registry",
+    ErrorCode.DIGEST_INVALID: "provided digest did not match uploaded content",
+    ErrorCode.MANIFEST_BLOB_UNKNOWN: "blob unknown to registry",
+    ErrorCode.MANIFEST_INVALID: "manifest invalid",
+    ErrorCode.MANIFEST_UNKNOWN: "manifest unknown",
+    ErrorCode.MANIFEST_UNVERIFIED: "manifest failed signature verification",
+    ErrorCode.NAME_INVALID: "invalid repository name",
+    ErrorCode.NAME_UNKNOWN: "repository name not known to registry",
+    ErrorCode.SIZE_INVALID: "provided length did not match content length",
+    ErrorCode.TAG_INVALID: "manifest tag did not match URI",
+    ErrorCode.UNAUTHORIZED: "authentication required",
+    ErrorCode.DENIED: "requested access to the resource is denied",
+    ErrorCode.UNSUPPORTED: "The operation is unsupported.",
+    ErrorCode.TOOMANYREQUESTS: "too many requests",
+    ErrorCode.RANGE_INVALID: "invalid content range",
+    ErrorCode.PAGINATION_NUMBER_INVALID: "invalid number of results requested",
+    ErrorCode.UNAVAILABLE: "service unavailable",
+    ErrorCode.UNKNOWN: "unknown error",
+    ErrorCode.MANIFEST_TOO_LARGE: "manifest too large",
+}
 
 
 class RegistryError(Exception):

@@ -1,0 +1,489 @@
+"""Fixtures for the real-client integration suite.
+
+Starts real registry servers (CNCF Distribution's ``docker-registry`` and
+``python -m fastreg``) on 127.0.0.1 ephemeral ports and drives them with a real
+client (``skopeo``). Both servers read the same Distribution ``config.yml``.
+
+Nothing here is skipped: missing tools are a hard failure, since CI installs them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+SKOPEO = "skopeo"
+DISTRIBUTION = "docker-registry"
+
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+SKOPEO_TIMEOUT = 300.0
+
+SERVER_KINDS = ("distribution", "fastreg")
+PORT_ATTEMPTS = 3
+
+# Every server process started by this suite, so nothing outlives the session
+# even if a fixture teardown is skipped (e.g. a second Ctrl-C).
+_LIVE: set[ServerProcess] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for server in list(_LIVE):
+        server.stop()
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def _require_tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(
+            f"{name!r} is not installed or not on PATH; the integration suite needs it "
+            f"(Debian: apt-get install -y {package}).",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def skopeo_bin() -> str:
+    return _require_tool(SKOPEO, "skopeo")
+
+
+@pytest.fixture(scope="session")
+def distribution_bin() -> str:
+    return _require_tool(DISTRIBUTION, "docker-registry")
+
+
+@pytest.fixture(autouse=True)
+def _require_integration_tools(skopeo_bin: str, distribution_bin: str) -> None:
+    """Every integration test needs both tools; fail loudly if either is missing."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def free_port() -> int:
+    """An ephemeral TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _to_yaml(obj: Any, indent: int = 0) -> str:
+    """Tiny block-style YAML emitter for nested dicts of scalars (config files)."""
+    pad = "  " * indent
+    lines: list[str] = []
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            if value:
+                lines.append(f"{pad}{key}:")
+                lines.append(_to_yaml(value, indent + 1))
+            else:
+                lines.append(f"{pad}{key}: {{}}")
+        elif isinstance(value, list):
+            lines.append(f"{pad}{key}: {json.dumps(value)}")
+        elif isinstance(value, bool):
+            lines.append(f"{pad}{key}: {'true' if value else 'false'}")
+        elif isinstance(value, (int, float)):
+            lines.append(f"{pad}{key}: {value}")
+        elif value is None:
+            lines.append(f"{pad}{key}: null")
+        else:
+            lines.append(f"{pad}{key}: {json.dumps(str(value))}")
+    return "\n".join(lines)
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def registry_config(root: Path, port: int, extra: dict | None = None) -> str:
+    """A Distribution 2.8 ``config.yml`` (also read verbatim by fastreg)."""
+    body: dict = {
+        "log": {"level": "warn"},
+        "storage": {
+            "filesystem": {"rootdirectory": str(root)},
+            "delete": {"enabled": True},
+        },
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }
+    if extra:
+        body = _deep_merge(body, extra)
+    # `version: 0.1` is written unquoted, exactly as Distribution's docs show it.
+    return "version: 0.1\n" + _to_yaml(body) + "\n"
+
+
+@dataclass(eq=False)
+class ServerProcess:
+    kind: str
+    root: Path
+    port: int
+    config_path: Path
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    _log_file: Any = field(default=None, repr=False)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def output(self) -> str:
+        """Everything the server printed so far (stdout and stderr interleaved)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def start(self) -> ServerProcess:
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=str(self.config_path.parent),
+            start_new_session=True,
+        )
+        _LIVE.add(self)
+        try:
+            wait_ready(self.url, READY_TIMEOUT, self)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=STOP_TIMEOUT)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        _LIVE.discard(self)
+
+    def __repr__(self) -> str:  # shows up in parametrized failure output
+        return f"<{self.kind} {self.url} root={self.root}>"
+
+
+def wait_ready(url: str, timeout: float, server: ServerProcess | None = None) -> None:
+    """Poll ``GET {url}/v2/`` until it answers 200 (or 401).
+
+    Fails at once, with the server's captured output, if the process dies.
+    """
+    deadline = time.monotonic() + timeout
+    last_err: str = "no attempt made"
+    delay = 0.02
+    while time.monotonic() < deadline:
+        if server is not None and server.proc is not None and server.proc.poll() is not None:
+            pytest.fail(
+                f"{server.kind} exited with code {server.proc.returncode} before it was ready "
+                f"(argv={server.argv}).\n--- server output ---\n{server.output()}",
+                pytrace=False,
+            )
+        try:
+            with urllib.request.urlopen(f"{url}/v2/", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+                last_err = f"HTTP {resp.status}"
+        except urllib.error.HTTPError as e:
+            if e.code == 401:
+                return
+            last_err = f"HTTP {e.code}"
+        except (urllib.error.URLError, OSError) as e:
+            last_err = repr(e)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+    out = server.output() if server is not None else ""
+    pytest.fail(
+        f"{url}/v2/ not ready after {timeout}s (last: {last_err}).\n--- server output ---\n{out}",
+        pytrace=False,
+    )
+
+
+ServerFactory = Callable[..., ServerProcess]
+
+
+SERVERS_KEY = pytest.StashKey[list["ServerProcess"]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On failure, attach the output of every server the test started."""
+    report = yield
+    if report.failed:
+        for server in item.stash.get(SERVERS_KEY, []):
+            out = server.output()
+            if len(out) > 20_000:
+                out = "...[truncated]...\n" + out[-20_000:]
+            report.sections.append(
+                (f"{server.kind} server output ({server.url}, root={server.root})", out)
+            )
+    return report
+
+
+def _server_factory(
+    kind: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ServerFactory]:
+    started: list[ServerProcess] = []
+    request.node.stash.setdefault(SERVERS_KEY, [])
+
+    def start(root_dir: str | os.PathLike[str], extra_config: dict | None = None) -> ServerProcess:
+        root = Path(root_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        # Both servers read REGISTRY_* env vars as config overrides: strays were dropped.
+        env["PYTHONUNBUFFERED"] = "1"
+        if kind == "fastreg":
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+            )
+        for attempt in range(PORT_ATTEMPTS):
+            work = tmp_path_factory.mktemp(f"{kind}-cfg")
+            port = free_port()
+            cfg = work / "config.yml"
+            cfg.write_text(registry_config(root, port, extra_config))
+            if kind == "distribution":
+                argv = [shutil.which(DISTRIBUTION) or DISTRIBUTION, "serve", str(cfg)]
+            elif kind == "fastreg":
+                argv = [sys.executable, "-m", "fastreg", "serve", str(cfg)]
+            else:
+                raise ValueError(kind)
+            server = ServerProcess(
+                kind=kind,
+                root=root,
+                port=port,
+                config_path=cfg,
+                argv=argv,
+                env=env,
+                log_path=work / "server.log",
+            )
+            started.append(server)
+            request.node.stash[SERVERS_KEY].append(server)
+            try:
+                return server.start()
+            except pytest.fail.Exception:
+                # free_port() is racy: another process may grab the port first.
+                if attempt + 1 < PORT_ATTEMPTS and "address already in use" in server.output():
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    try:
+        yield start
+    finally:
+        for s in started:
+            s.stop()
+
+
+@pytest.fixture
+def distribution_server(
+    distribution_bin: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[ServerFactory]:
+    """Factory: ``distribution_server(root_dir)`` -> running docker-registry."""
+    yield from _server_factory("distribution", tmp_path_factory, request)
+
+
+@pytest.fixture
+def fastreg_server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ServerFactory]:
+    """Factory: ``fastreg_server(root_dir, extra_config=None)`` -> running fastreg."""
+    yield from _server_factory("fastreg", tmp_path_factory, request)
+
+
+@pytest.fixture
+def server_factory(
+    request: pytest.FixtureRequest,
+    distribution_server: ServerFactory,
+    fastreg_server: ServerFactory,
+) -> Callable[[str], ServerFactory]:
+    """``server_factory(kind)`` -> the factory for ``distribution`` or ``fastreg``."""
+
+    def get(kind: str) -> ServerFactory:
+        return {"distribution": distribution_server, "fastreg": fastreg_server}[kind]
+
+    return get
+
+
+@pytest.fixture(params=SERVER_KINDS)
+def registry(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    distribution_server: ServerFactory,
+    fastreg_server: ServerFactory,
+) -> ServerProcess:
+    """A running registry of each kind (parametrized), on a fresh root."""
+    kind = request.param
+    factory = distribution_server if kind == "distribution" else fastreg_server
+    return factory(tmp_path / f"{kind}-root")
+
+
+# --------------------------------------------------------------------------- skopeo
+
+
+class SkopeoError(AssertionError):
+    pass
+
+
+@dataclass
+class Skopeo:
+    """Runs skopeo hermetically: own HOME, empty auth file, permissive policy."""
+
+    home: Path
+    authfile: Path
+    policy: Path
+    registries_conf: Path
+    timeout: float = SKOPEO_TIMEOUT
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        env.update(
+            HOME=str(self.home),
+            XDG_RUNTIME_DIR=str(self.home / "run"),
+            XDG_CONFIG_HOME=str(self.home / ".config"),
+            REGISTRY_AUTH_FILE=str(self.authfile),
+            CONTAINERS_REGISTRIES_CONF=str(self.registries_conf),
+            TMPDIR=str(self.home / "tmp"),
+        )
+        return env
+
+    def argv(self, *args: str) -> list[str]:
+        if not args:
+            raise ValueError("skopeo needs a subcommand")
+        sub, rest = args[0], list(args[1:])
+        extra: list[str] = []
+        if sub == "copy":
+            positional = [a for a in rest if not a.startswith("-")]
+            src, dst = positional[-2], positional[-1]
+            if src.startswith("docker://"):
+                extra.append("--src-tls-verify=false")
+            if dst.startswith("docker://"):
+                extra.append("--dest-tls-verify=false")
+            extra += ["--authfile", str(self.authfile)]
+        elif sub in ("inspect", "list-tags", "delete"):
+            if any(a.startswith("docker://") for a in rest):
+                extra.append("--tls-verify=false")
+            extra += ["--authfile", str(self.authfile)]
+        return [SKOPEO, "--policy", str(self.policy), sub, *extra, *rest]
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        argv = self.argv(*args)
+        try:
+            proc = subprocess.run(
+                argv,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                env=self.env(),
+                timeout=timeout or self.timeout,
+            )
+        except subprocess.TimeoutExpired as e:
+            raise SkopeoError(
+                f"skopeo timed out after {e.timeout}s: {' '.join(argv)}\n"
+                f"--- stdout ---\n{e.stdout!r}\n--- stderr ---\n{e.stderr!r}"
+            ) from None
+        if check and proc.returncode != 0:
+            raise SkopeoError(
+                f"skopeo failed (exit {proc.returncode}): {' '.join(argv)}\n"
+                f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+            )
+        return proc
+
+    __call__ = run
+
+    # conveniences -----------------------------------------------------------
+
+    def inspect_raw(self, ref: str) -> bytes:
+        """Raw manifest bytes as served (text mode would be lossy for CRLF etc.)."""
+        argv = self.argv("inspect", "--raw", ref)
+        proc = subprocess.run(
+            argv,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env=self.env(),
+            timeout=self.timeout,
+        )
+        if proc.returncode != 0:
+            raise SkopeoError(
+                f"skopeo failed (exit {proc.returncode}): {' '.join(argv)}\n"
+                f"--- stdout ---\n{proc.stdout!r}\n--- stderr ---\n"
+                f"{proc.stderr.decode(errors='replace')}"
+            )
+        return proc.stdout
+
+    def inspect(self, ref: str) -> dict:
+        return json.loads(self.run("inspect", ref).stdout)
+
+    def list_tags(self, ref: str) -> list[str]:
+        return list(json.loads(self.run("list-tags", ref).stdout)["Tags"] or [])
+
+
+@pytest.fixture(scope="session")
+def skopeo(skopeo_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Skopeo:
+    home = tmp_path_factory.mktemp("skopeo-home")
+    for sub in ("run", ".config", "tmp"):
+        (home / sub).mkdir()
+    authfile = home / "auth.json"
+    authfile.write_text("{}")
+    policy = home / "policy.json"
+    policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    registries_conf = home / "registries.conf"
+    registries_conf.write_text("")
+    return Skopeo(home=home, authfile=authfile, policy=policy, registries_conf=registries_conf)
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Iterator[Path]:
+    """A scratch dir removed at teardown (big blobs must not pile up in /tmp)."""
+    d = Path(tempfile.mkdtemp(prefix="scratch-", dir=tmp_path))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

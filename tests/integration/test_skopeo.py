@@ -1,0 +1,213 @@
+"""Real-client round trips: skopeo against a running registry.
+
+Every test is parametrized over the server kind (``distribution`` and
+``fastreg``): the Distribution runs prove the tests themselves are right, the
+fastreg runs prove fastreg behaves the same. Assertions compare digests and
+bytes, never just exit codes.
+
+All copies use ``--preserve-digests`` so skopeo fails instead of silently
+rewriting (e.g. compressing) anything: what comes back must be what went in.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .images import (
+    MT_DOCKER_CONFIG,
+    MT_DOCKER_LAYER_GZIP,
+    MT_DOCKER_MANIFEST,
+    MT_OCI_INDEX,
+    MT_OCI_LAYER_TAR,
+    MT_OCI_MANIFEST,
+    digest_of,
+    dir_transport_blob_digests,
+    dir_transport_manifest,
+    file_digest,
+    layout_blob_digests,
+    make_oci_image,
+    make_oci_index,
+    oci_ref_digest,
+    read_blob,
+)
+
+pytestmark = pytest.mark.integration
+
+GIB = 1024 * 1024 * 1024
+
+
+def test_copy_three_layer_oci_image_round_trip(registry, skopeo, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    img = make_oci_image(src, "latest", layers=[1500, 30_000, 200_000])
+    assert len(img.layers) == 3
+    ref = f"docker://{registry.host}/library/multi:1.0"
+
+    skopeo("copy", "--preserve-digests", f"oci:{src}:latest", ref)
+
+    raw = skopeo.inspect_raw(ref)
+    assert digest_of(raw) == img.manifest_digest, (
+        f"{registry.kind} served different manifest bytes:\n{raw!r}\nexpected\n"
+        f"{img.manifest_bytes!r}"
+    )
+    assert raw == img.manifest_bytes
+
+    # The same manifest must also be reachable by digest.
+    by_digest = skopeo.inspect_raw(f"docker://{registry.host}/library/multi@{img.manifest_digest}")
+    assert by_digest == img.manifest_bytes
+
+    dst = tmp_path / "back"
+    skopeo("copy", "--preserve-digests", ref, f"oci:{dst}:latest")
+    assert oci_ref_digest(dst, "latest") == img.manifest_digest
+    assert layout_blob_digests(dst) == {img.manifest_digest, *img.blob_digests}
+    for d in img.blob_digests:
+        assert read_blob(dst, d) == read_blob(src, d)
+
+
+def test_copy_multi_arch_index_all(registry, skopeo, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    idx = make_oci_index(src, "latest", platforms=[("amd64", "linux"), ("arm64", "linux")])
+    ref = f"docker://{registry.host}/library/multiarch:1"
+
+    skopeo("copy", "--all", "--preserve-digests", f"oci:{src}:latest", ref)
+
+    raw = skopeo.inspect_raw(ref)
+    assert raw == idx.index_bytes, f"{registry.kind} served index bytes {raw!r}"
+    parsed = json.loads(raw)
+    assert parsed["mediaType"] == MT_OCI_INDEX
+    assert [m["digest"] for m in parsed["manifests"]] == idx.child_digests
+    assert [(m["platform"]["architecture"], m["platform"]["os"]) for m in parsed["manifests"]] == [
+        ("amd64", "linux"),
+        ("arm64", "linux"),
+    ]
+
+    # Each child is individually fetchable by digest, byte-identical.
+    for child in idx.children:
+        child_raw = skopeo.inspect_raw(
+            f"docker://{registry.host}/library/multiarch@{child.manifest_digest}"
+        )
+        assert child_raw == child.manifest_bytes
+        assert json.loads(child_raw)["mediaType"] == MT_OCI_MANIFEST
+
+    dst = tmp_path / "back"
+    skopeo("copy", "--all", "--preserve-digests", ref, f"oci:{dst}:latest")
+    assert oci_ref_digest(dst, "latest") == idx.index_digest
+    expected = {idx.index_digest, *idx.child_digests, *idx.blob_digests}
+    assert layout_blob_digests(dst) == expected
+    assert read_blob(dst, idx.index_digest) == idx.index_bytes
+
+
+def test_copy_docker_schema2(registry, skopeo, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    img = make_oci_image(src, "latest", layers=[4096, 8192])
+    ref = f"docker://{registry.host}/library/v2s2:latest"
+
+    skopeo("copy", "--format", "v2s2", f"oci:{src}:latest", ref)
+
+    raw = skopeo.inspect_raw(ref)
+    manifest = json.loads(raw)
+    assert manifest["schemaVersion"] == 2
+    assert manifest["mediaType"] == MT_DOCKER_MANIFEST
+    assert manifest["config"]["mediaType"] == MT_DOCKER_CONFIG
+    assert manifest["config"]["digest"] == img.config_digest
+    assert [layer["digest"] for layer in manifest["layers"]] == img.layer_digests
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {MT_DOCKER_LAYER_GZIP}
+
+    # Fetch by digest: the registry must serve the bytes it was given.
+    by_digest = skopeo.inspect_raw(f"docker://{registry.host}/library/v2s2@{digest_of(raw)}")
+    assert by_digest == raw
+
+    dst = tmp_path / "back"
+    skopeo("copy", "--preserve-digests", ref, f"dir:{dst}")
+    assert dir_transport_manifest(dst) == raw
+    assert dir_transport_blob_digests(dst) == set(img.blob_digests)
+
+
+@pytest.mark.slow
+def test_copy_one_gib_layer(registry, skopeo, scratch: Path) -> None:
+    src = scratch / "src"
+    img = make_oci_image(src, "latest", layers=[GIB])
+    (layer,) = img.layers
+    assert layer.media_type == MT_OCI_LAYER_TAR
+    assert layer.size > GIB
+    ref = f"docker://{registry.host}/big/layer:1g"
+    try:
+        skopeo("copy", "--preserve-digests", f"oci:{src}:latest", ref)
+        raw = skopeo.inspect_raw(ref)
+        assert raw == img.manifest_bytes
+        # Free the source before pulling so peak disk use stays ~3 GiB.
+        shutil.rmtree(src)
+
+        dst = scratch / "back"
+        skopeo("copy", "--preserve-digests", ref, f"dir:{dst}")
+        pulled = dst / layer.digest.split(":", 1)[1]
+        assert pulled.stat().st_size == layer.size
+        assert file_digest(pulled) == layer.digest
+        assert json.loads(dir_transport_manifest(dst))["layers"][0]["digest"] == layer.digest
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_list_tags(registry, skopeo, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_oci_image(src, "latest", layers=[512])
+    tags = ["1.0", "1.1", "latest"]
+    for tag in tags:
+        skopeo(
+            "copy",
+            "--preserve-digests",
+            f"oci:{src}:latest",
+            f"docker://{registry.host}/team/app:{tag}",
+        )
+    # A second repository must not leak into the first one's listing.
+    skopeo(
+        "copy", "--preserve-digests", f"oci:{src}:latest", f"docker://{registry.host}/team/other:9"
+    )
+
+    listed = skopeo.list_tags(f"docker://{registry.host}/team/app")
+    assert sorted(listed) == sorted(tags)
+    assert len(listed) == len(set(listed))
+    assert skopeo.list_tags(f"docker://{registry.host}/team/other") == ["9"]
+
+
+def test_inspect_reports_platform_and_layers(registry, skopeo, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    # arm64 on purpose: the host is amd64, so the value must come from the config blob.
+    img = make_oci_image(src, "latest", layers=[700, 900], arch="arm64", os="linux")
+    ref = f"docker://{registry.host}/library/inspectme:v1"
+    skopeo("copy", "--preserve-digests", f"oci:{src}:latest", ref)
+
+    info = skopeo.inspect(ref)
+    assert info["Digest"] == img.manifest_digest
+    assert info["Architecture"] == "arm64"
+    assert info["Os"] == "linux"
+    assert info["Layers"] == img.layer_digests
+    assert info["RepoTags"] == ["v1"]
+    assert info["Name"] == f"{registry.host}/library/inspectme"
+
+
+def test_delete_tag(registry, skopeo, tmp_path: Path) -> None:
+    keep_src = tmp_path / "keep"
+    gone_src = tmp_path / "gone"
+    keep = make_oci_image(keep_src, "latest", layers=[600])
+    gone = make_oci_image(gone_src, "latest", layers=[800])
+    assert keep.manifest_digest != gone.manifest_digest
+    base = f"docker://{registry.host}/library/deleteme"
+    skopeo("copy", "--preserve-digests", f"oci:{keep_src}:latest", f"{base}:keep")
+    skopeo("copy", "--preserve-digests", f"oci:{gone_src}:latest", f"{base}:gone")
+    assert sorted(skopeo.list_tags(base)) == ["gone", "keep"]
+
+    skopeo("delete", f"{base}:gone")
+
+    proc = skopeo("inspect", "--raw", f"{base}:gone", check=False)
+    assert proc.returncode != 0, f"{registry.kind} still serves a deleted manifest: {proc.stdout}"
+    assert "manifest unknown" in proc.stderr.lower(), proc.stderr
+    proc = skopeo("inspect", "--raw", f"{base}@{gone.manifest_digest}", check=False)
+    assert proc.returncode != 0, f"{registry.kind} still serves a deleted manifest by digest"
+    assert "manifest unknown" in proc.stderr.lower(), proc.stderr
+
+    assert skopeo.list_tags(base) == ["keep"]
+    assert skopeo.inspect_raw(f"{base}:keep") == keep.manifest_bytes
