@@ -25,6 +25,7 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         "level": record.levelname.lower(),
         "msg": record.getMessage(),
         "logger": record.name,
+        "pid": record.process,
     }
     out.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
     if record.exc_info:

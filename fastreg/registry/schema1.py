@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -54,16 +55,16 @@ PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 # curve name (JWK "crv") -> (cryptography curve, JWS alg, hash)
-_CURVES: Mapping[str, tuple[ec.EllipticCurve, str, hashes.HashAlgorithm]] = {
-    "P-256": (ec.SECP256R1(), "ES256", hashes.SHA256()),
-    "P-384": (ec.SECP384R1(), "ES384", hashes.SHA384()),
-    "P-521": (ec.SECP521R1(), "ES512", hashes.SHA512()),
-}
-_RSA_ALGS: Mapping[str, hashes.HashAlgorithm] = {
-    "RS256": hashes.SHA256(),
-    "RS384": hashes.SHA384(),
-    "RS512": hashes.SHA512(),
-}
+_CURVES: Mapping[str, tuple[ec.EllipticCurve, str, hashes.HashAlgorithm]] = MappingProxyType(
+    {
+        "P-256": (ec.SECP256R1(), "ES256", hashes.SHA256()),
+        "P-384": (ec.SECP384R1(), "ES384", hashes.SHA384()),
+        "P-521": (ec.SECP521R1(), "ES512", hashes.SHA512()),
+    }
+)
+_RSA_ALGS: Mapping[str, hashes.HashAlgorithm] = MappingProxyType(
+    {"RS256": hashes.SHA256(), "RS384": hashes.SHA384(), "RS512": hashes.SHA512()}
+)
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 # Distribution uses reference.NameRegexp unanchored: any lowercase alphanumeric matches.
 _NAME_SEARCH = re.compile(r"[a-z0-9]")
@@ -97,9 +98,6 @@ def _invalid(detail: str) -> RegistryError:
 
 def _unverified(detail: str) -> RegistryError:
     return RegistryError(ErrorCode.MANIFEST_UNVERIFIED, detail=detail)
-
-
-# --- encoding helpers -------------------------------------------------------------------------
 
 
 def b64url_encode(data: bytes) -> str:
@@ -140,9 +138,6 @@ def _load_object(data: bytes, what: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise _invalid(f"{what}: expected a JSON object")
     return obj
-
-
-# --- keys -------------------------------------------------------------------------------------
 
 
 def key_id(key: PublicKey) -> str:
@@ -225,14 +220,12 @@ def _public_jwk(key: PublicKey) -> dict[str, str]:
     }
 
 
-# --- parsing the pretty JWS -------------------------------------------------------------------
-
-
 def _format_of(protected: str) -> tuple[int, bytes]:
     try:
         header = _load_object(b64url_decode(protected), "protected header")
-        tail = b64url_decode(header["formatTail"]) if "formatTail" in header else None
-    except (ValueError, TypeError):
+        encoded_tail = header.get("formatTail")
+        tail = b64url_decode(encoded_tail) if isinstance(encoded_tail, str) else None
+    except ValueError:
         raise _invalid("protected header: invalid base64url") from None
     length = header.get("formatLength")
     if isinstance(length, bool) or not isinstance(length, int | float):
@@ -276,9 +269,6 @@ def _split_pretty(raw: bytes) -> tuple[bytes, tuple[_Signature, ...]]:
     return raw[:length] + tail, signatures
 
 
-# --- verification -----------------------------------------------------------------------------
-
-
 def _signer_key(sig: _Signature) -> PublicKey:
     if sig.x5c:
         try:
@@ -314,9 +304,6 @@ def _verify_signature(sig: _Signature, payload_b64: str) -> str:
     except (InvalidSignature, ValueError):
         raise _unverified("invalid signature") from None
     return key_id(key)
-
-
-# --- the payload ------------------------------------------------------------------------------
 
 
 def _string_field(body: Mapping[str, Any], key: str) -> str:
@@ -373,9 +360,6 @@ def parse_schema1(raw: bytes, *, signed: bool) -> Schema1Manifest:
     payload_b64 = b64url_encode(canonical)
     key_ids = tuple(_verify_signature(sig, payload_b64) for sig in signatures)
     return Schema1Manifest(canonical, name, tag, architecture, _blob_sums(sums), signed, key_ids)
-
-
-# --- signing ----------------------------------------------------------------------------------
 
 
 def _detect_indent(content: bytes) -> str:

@@ -247,7 +247,9 @@ def test_as_descriptor_for_referrers() -> None:
 
 def test_docker_foreign_layer_excluded_from_blobs() -> None:
     foreign = desc(m.DOCKER_FOREIGN_LAYER, "win", urls=["https://example.com/layer"])
-    manifest = parse(m.DOCKER_MANIFEST, docker_manifest(layers=[foreign, desc(m.DOCKER_LAYER, "l")]))
+    manifest = parse(
+        m.DOCKER_MANIFEST, docker_manifest(layers=[foreign, desc(m.DOCKER_LAYER, "l")])
+    )
     assert [str(b.digest) for b in manifest.blobs] == [dg("config"), dg("l")]
     assert [str(f.digest) for f in manifest.foreign_layers] == [dg("win")]
     assert manifest.foreign_layers[0].urls == ("https://example.com/layer",)
@@ -371,7 +373,11 @@ def test_missing_schema_version() -> None:
 @pytest.mark.parametrize("version", [1, 3, "2", 2.0, True, None])
 def test_wrong_schema_version(version: Any) -> None:
     fails(ErrorCode.MANIFEST_INVALID, m.OCI_MANIFEST, oci_manifest(schemaVersion=version))
-    fails(ErrorCode.MANIFEST_INVALID, m.DOCKER_LIST, oci_index(mediaType=m.DOCKER_LIST, schemaVersion=version))
+    fails(
+        ErrorCode.MANIFEST_INVALID,
+        m.DOCKER_LIST,
+        oci_index(mediaType=m.DOCKER_LIST, schemaVersion=version),
+    )
 
 
 def test_bad_descriptor_digest_is_digest_invalid() -> None:
@@ -479,7 +485,9 @@ def test_digest_is_of_exact_bytes() -> None:
     a = enc(oci_manifest())
     b = json.dumps(oci_manifest(), separators=(",", ":")).encode()
     assert parse_manifest(m.OCI_MANIFEST, a).digest != parse_manifest(m.OCI_MANIFEST, b).digest
-    assert str(parse_manifest(m.OCI_MANIFEST, b).digest) == "sha256:" + hashlib.sha256(b).hexdigest()
+    assert (
+        str(parse_manifest(m.OCI_MANIFEST, b).digest) == "sha256:" + hashlib.sha256(b).hexdigest()
+    )
 
 
 def test_sha512_digest_algorithm() -> None:

@@ -1,0 +1,128 @@
+"""The storage driver contract (cf. Distribution's `storage/driver/testsuites`)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from fastreg.storage.base import InvalidPath, PathNotFound, StorageDriver, StorageError
+
+
+async def read_all(driver: StorageDriver, path: str, offset: int = 0, length: int | None = None) -> bytes:
+    return b"".join([c async for c in driver.reader(path, offset, length)])
+
+
+async def test_put_get_roundtrip(driver: StorageDriver) -> None:
+    await driver.put_content("/a/b/c", b"content")
+    assert await driver.get_content("/a/b/c") == b"content"
+    await driver.put_content("/a/b/c", b"new")
+    assert await driver.get_content("/a/b/c") == b"new"
+
+
+async def test_get_missing_is_path_not_found(driver: StorageDriver) -> None:
+    with pytest.raises(PathNotFound):
+        await driver.get_content("/missing")
+    with pytest.raises(PathNotFound):
+        await driver.stat("/missing")
+    with pytest.raises(PathNotFound):
+        await driver.list("/missing")
+    with pytest.raises(PathNotFound):
+        await driver.delete("/missing")
+    with pytest.raises(PathNotFound):
+        await read_all(driver, "/missing")
+
+
+async def test_get_content_limit(driver: StorageDriver) -> None:
+    await driver.put_content("/big", b"x" * 100)
+    assert await driver.get_content("/big", limit=100) == b"x" * 100
+    with pytest.raises(StorageError):
+        await driver.get_content("/big", limit=99)
+
+
+@pytest.mark.parametrize("path", ["relative", "/a/../b", "/a//b", "/a/./b", "/a/", "/a b", ""])
+async def test_invalid_paths_rejected(driver: StorageDriver, path: str) -> None:
+    with pytest.raises(InvalidPath):
+        await driver.put_content(path, b"x")
+
+
+async def test_stat_file_and_directory(driver: StorageDriver) -> None:
+    await driver.put_content("/dir/file", b"12345")
+    info = await driver.stat("/dir/file")
+    assert (info.size, info.is_dir) == (5, False)
+    assert (await driver.stat("/dir")).is_dir
+
+
+async def test_list_direct_children(driver: StorageDriver) -> None:
+    for path in ("/r/a/x", "/r/a/y", "/r/b", "/r/c/d/e"):
+        await driver.put_content(path, b"1")
+    assert sorted(await driver.list("/r")) == ["a", "b", "c"]
+    assert sorted(await driver.list("/r/a")) == ["x", "y"]
+
+
+async def test_writer_appends_and_resumes(driver: StorageDriver) -> None:
+    w = await driver.writer("/up/data", append=False)
+    await w.write(b"hello ")
+    assert w.size == 6
+    await w.commit()
+    await w.close()
+    w = await driver.writer("/up/data", append=True)
+    assert w.size == 6
+    await w.write(b"world")
+    await w.commit()
+    await w.close()
+    await w.close()  # safe twice
+    assert await driver.get_content("/up/data") == b"hello world"
+    w = await driver.writer("/up/data", append=False)
+    assert w.size == 0
+    await w.close()
+    assert await driver.get_content("/up/data") == b""
+
+
+async def test_writer_cancel_removes(driver: StorageDriver) -> None:
+    w = await driver.writer("/up/data", append=False)
+    await w.write(b"partial")
+    await w.cancel()
+    with pytest.raises(PathNotFound):
+        await driver.stat("/up/data")
+    with pytest.raises(StorageError):
+        await w.write(b"more")
+
+
+async def test_reader_offsets_and_lengths(driver: StorageDriver) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    w = await driver.writer("/blob", append=False)
+    await w.write(data)
+    await w.commit()
+    await w.close()
+    assert await read_all(driver, "/blob") == data
+    assert await read_all(driver, "/blob", 1000) == data[1000:]
+    assert await read_all(driver, "/blob", 1000, 5) == data[1000:1005]
+    assert await read_all(driver, "/blob", len(data)) == b""
+    with pytest.raises(StorageError):
+        await read_all(driver, "/blob", len(data) + 1)
+
+
+async def test_move_replaces_destination(driver: StorageDriver) -> None:
+    await driver.put_content("/src/data", b"new")
+    await driver.put_content("/dst/data", b"old")
+    await driver.move("/src/data", "/dst/data")
+    assert await driver.get_content("/dst/data") == b"new"
+    with pytest.raises(PathNotFound):
+        await driver.stat("/src/data")
+    with pytest.raises(PathNotFound):
+        await driver.move("/src/data", "/elsewhere")
+
+
+async def test_delete_tree(driver: StorageDriver) -> None:
+    for path in ("/t/a/1", "/t/a/2", "/t/b"):
+        await driver.put_content(path, b"1")
+    await driver.delete("/t/a")
+    assert await driver.list("/t") == ["b"]
+    await driver.delete("/t/b")
+    with pytest.raises(PathNotFound):
+        await driver.stat("/t/b")
+
+
+async def test_healthy(driver: StorageDriver) -> None:
+    await driver.healthy()
