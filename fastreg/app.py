@@ -7,8 +7,8 @@ shared object hangs off the Application under a typed key, opened and closed in 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 

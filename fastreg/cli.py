@@ -56,7 +56,8 @@ async def _serve(config: Config, reuse_port: bool) -> None:
             runner, host, port, reuse_port=reuse_port, backlog=2048, ssl_context=_ssl_context(config)
         )
         await site.start()
-        bound = [s.getsockname() for s in (site._server.sockets if site._server else [])]  # type: ignore[union-attr]
+        server = site._server
+        bound = [s.getsockname() for s in getattr(server, "sockets", None) or []]
         log.info("listening", extra={"addresses": [f"{a[0]}:{a[1]}" for a in bound], "pid": os.getpid()})
         await stop.wait()
         log.info("shutting down", extra={"pid": os.getpid()})

@@ -12,6 +12,7 @@ import time
 import uuid
 
 from aiohttp import http_exceptions, web
+from aiohttp.typedefs import Handler
 
 from fastreg.api.context import HTTP
 from fastreg.api.errors import error_response, status_of
@@ -25,7 +26,7 @@ API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
 
 
 @web.middleware
-async def access_log(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
     request["request_id"] = request_id
     started = time.perf_counter()
@@ -57,7 +58,7 @@ async def access_log(request: web.Request, handler: web.Handler) -> web.StreamRe
 
 
 @web.middleware
-async def errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RegistryError as err:
@@ -73,7 +74,7 @@ async def errors(request: web.Request, handler: web.Handler) -> web.StreamRespon
             raise
         code = _code_for_status(exc.status)
         return error_response(RegistryError(code, exc.reason))
-    except Exception:
+    except Exception:  # noqa: BLE001 - the one place every unexpected failure becomes 500 UNKNOWN
         errlog.exception("unhandled error", extra={"request_id": request.get("request_id")})
         return error_response(RegistryError(ErrorCode.UNKNOWN))
 

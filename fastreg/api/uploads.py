@@ -55,9 +55,9 @@ async def start_upload(request: web.Request, params: dict[str, str]) -> web.Stre
     if "mount" in query:
         digest = Digest.parse(query["mount"])
         source = validate_name(query["from"]) if query.get("from") else None
-        if source is not None or registry.settings.automount:
-            if await registry.blobs.mount(name, digest, source) is not None:
-                return _created(request, name, digest)
+        allowed = source is not None or registry.settings.automount
+        if allowed and await registry.blobs.mount(name, digest, source) is not None:
+            return _created(request, name, digest)
     algorithm = query.get("digest-algorithm", "sha256")
     if "digest" in query:
         digest = Digest.parse(query["digest"])
