@@ -15,7 +15,9 @@ from aiohttp import web
 from fastreg.api.context import HTTP, REGISTRY, SENDFILE_POOL, HTTPSettings
 from fastreg.api.middleware import access_log, add_headers, errors
 from fastreg.api.routes import setup_routes
+from fastreg.cache import InMemoryDescriptorCache
 from fastreg.config import Config
+from fastreg.registry.blobs import DescriptorCache
 from fastreg.registry.service import Registry, RegistrySettings
 from fastreg.storage.base import StorageDriver
 from fastreg.storage.factory import create_driver
@@ -33,6 +35,17 @@ def registry_settings(config: Config) -> RegistrySettings:
     )
 
 
+def descriptor_cache(config: Config) -> DescriptorCache | None:
+    kind = config.storage.blobdescriptor_cache
+    if kind == "inmemory":
+        return InMemoryDescriptorCache(config.storage.blobdescriptor_size)
+    if kind is not None:
+        log.warning(
+            "storage.cache.blobdescriptor %r is not supported yet; running without a cache", kind
+        )
+    return None
+
+
 def http_settings(config: Config) -> HTTPSettings:
     headers = tuple(
         (name, value) for name, values in config.http.headers.items() for value in values
@@ -45,7 +58,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     # access_log outermost so that it sees the final status of error responses too
     app = web.Application(middlewares=[access_log, errors], client_max_size=4 * 1024 * 1024)
     storage = driver or create_driver(config.storage.driver, config.storage.parameters)
-    app[REGISTRY] = Registry(storage, registry_settings(config))
+    app[REGISTRY] = Registry(storage, registry_settings(config), descriptor_cache(config))
     app[HTTP] = http_settings(config)
     app[SENDFILE_POOL] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="sendfile")
     app.on_response_prepare.append(add_headers)

@@ -54,10 +54,10 @@ def error_body(errors: list[RegistryError]) -> bytes:
     return orjson.dumps({"errors": entries})
 
 
-def error_response(err: RegistryError, headers: dict[str, str] | None = None) -> web.Response:
+def error_response(err: RegistryError) -> web.Response:
     return web.Response(
         status=status_of(err.code),
         body=error_body([err]),
         content_type="application/json",
-        headers=headers,
+        headers=dict(err.headers),
     )

@@ -36,20 +36,26 @@ def byte_range(value: str | None, size: int) -> tuple[int, int] | None:
     if not value:
         return None
     m = _RANGE_RE.fullmatch(value.strip())
-    if not m or (m.group(1) == "" and m.group(2) == ""):
-        raise RegistryError(ErrorCode.RANGE_INVALID, detail={"Range": value[:100], "size": size})
-    first, last = m.group(1), m.group(2)
+    first, last = (m.group(1), m.group(2)) if m else ("", "")
     if first == "":  # suffix: the last N bytes
-        n = int(last)
-        if n == 0:
-            raise RegistryError(ErrorCode.RANGE_INVALID, detail={"Range": value, "size": size})
-        start = max(0, size - n)
+        if last == "" or int(last) == 0:
+            raise _unsatisfiable(value, size)
+        start = max(0, size - int(last))
         return start, size - start
     start = int(first)
     end = size - 1 if last == "" else min(int(last), size - 1)
     if start >= size or (last != "" and int(last) < start):
-        raise RegistryError(ErrorCode.RANGE_INVALID, detail={"Range": value, "size": size})
+        raise _unsatisfiable(value, size)
     return start, end - start + 1
+
+
+def _unsatisfiable(value: str, size: int) -> RegistryError:
+    # RFC 9110 15.5.17: a 416 names the current length so the client can ask again
+    return RegistryError(
+        ErrorCode.RANGE_INVALID,
+        detail={"Range": value[:100], "size": size},
+        headers={"Content-Range": f"bytes */{size}"},
+    )
 
 
 def page_size(value: str | None, default: int | None, maximum: int | None) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -92,10 +93,13 @@ def match(path: str) -> tuple[Route, dict[str, str]] | None:
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
-    found = match(request.path)
+    # the raw path: a percent-encoded "/" must not split a name into components (it is simply
+    # not in the name grammar); the last segment (tag, digest, upload id) is decoded
+    found = match(request.raw_path.split("?", 1)[0])
     if found is None:
         raise RegistryError(ErrorCode.NAME_UNKNOWN, "unknown API endpoint", {"path": request.path[:200]})
     route, params = found
+    params = {k: v if k == "name" else unquote(v) for k, v in params.items()}
     handler = route.methods.get(request.method)
     if handler is None:
         raise RegistryError(
@@ -105,8 +109,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         validate_name(params["name"])
     if request.method in WRITES and registry_of(request).settings.readonly:
         raise RegistryError(ErrorCode.UNSUPPORTED, "the registry is in read-only mode")
+    # what sinks outside the handlers (access log, auth, notifications) read about the request
     request["route"] = route.name
     request["repository"] = params.get("name")
+    request["params"] = params
     return await handler(request, params)
 
 

@@ -12,7 +12,7 @@ from fastreg.api.context import registry_of, url_for
 from fastreg.api.params import content_length, content_range, range_header
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
-from fastreg.registry.names import validate_name
+from fastreg.registry.names import NAME_RE
 from fastreg.registry.uploads import UploadStatus, check_upload_id
 
 
@@ -54,9 +54,7 @@ async def start_upload(request: web.Request, params: dict[str, str]) -> web.Stre
     query = request.query
     if "mount" in query:
         digest = Digest.parse(query["mount"])
-        source = validate_name(query["from"]) if query.get("from") else None
-        allowed = source is not None or registry.settings.automount
-        if allowed and await registry.blobs.mount(name, digest, source) is not None:
+        if await _try_mount(request, name, digest, query.get("from")):
             return _created(request, name, digest)
     algorithm = query.get("digest-algorithm", "sha256")
     if "digest" in query:
@@ -71,6 +69,18 @@ async def start_upload(request: web.Request, params: dict[str, str]) -> web.Stre
         return _created(request, name, info.digest)
     status = await registry.uploads.start(name, algorithm)
     return _upload_response(request, status, 202)
+
+
+async def _try_mount(request: web.Request, name: str, digest: Digest, source: str | None) -> bool:
+    """Link ``digest`` from ``source`` into ``name``. False means "cannot mount", and the spec
+    then opens a normal upload (202): so does a malformed `from`, as in Distribution."""
+    registry = registry_of(request)
+    if source:
+        if not NAME_RE.fullmatch(source):
+            return False
+    elif not registry.settings.automount:
+        return False
+    return await registry.blobs.mount(name, digest, source or None) is not None
 
 
 async def _cancel_quietly(request: web.Request, name: str, upload_id: str) -> None:

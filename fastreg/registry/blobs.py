@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from fastreg.registry import layout
 from fastreg.registry.digests import Digest
@@ -53,19 +54,56 @@ async def read_link(driver: StorageDriver, path: str) -> Digest | None:
         return None
 
 
+class DescriptorCache(Protocol):
+    """Positive answers about blobs, so hot HEADs and manifest checks skip storage."""
+
+    async def get(self, digest: Digest) -> BlobInfo | None: ...
+    async def put(self, info: BlobInfo) -> None: ...
+    async def is_linked(self, name: str, digest: Digest) -> bool: ...
+    async def put_link(self, name: str, digest: Digest) -> None: ...
+    async def forget_link(self, name: str, digest: Digest) -> None: ...
+    async def forget(self, digest: Digest) -> None: ...
+
+
+class NoCache:
+    async def get(self, digest: Digest) -> BlobInfo | None:
+        return None
+
+    async def put(self, info: BlobInfo) -> None:
+        return None
+
+    async def is_linked(self, name: str, digest: Digest) -> bool:
+        return False
+
+    async def put_link(self, name: str, digest: Digest) -> None:
+        return None
+
+    async def forget_link(self, name: str, digest: Digest) -> None:
+        return None
+
+    async def forget(self, digest: Digest) -> None:
+        return None
+
+
 class BlobStore:
-    def __init__(self, driver: StorageDriver) -> None:
+    def __init__(self, driver: StorageDriver, cache: DescriptorCache | None = None) -> None:
         self.driver = driver
+        self.cache: DescriptorCache = cache or NoCache()
 
     async def stat(self, digest: Digest) -> BlobInfo:
         """The blob in the global store, whatever repository it belongs to."""
+        cached = await self.cache.get(digest)
+        if cached is not None:
+            return cached
         try:
             info = await self.driver.stat(layout.blob_data(digest))
         except PathNotFound:
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None
         if info.is_dir:
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
-        return BlobInfo(digest, info.size)
+        blob = BlobInfo(digest, info.size)
+        await self.cache.put(blob)
+        return blob
 
     async def exists(self, digest: Digest) -> bool:
         try:
@@ -75,7 +113,12 @@ class BlobStore:
         return True
 
     async def is_linked(self, name: str, digest: Digest) -> bool:
-        return await read_link(self.driver, layout.layer_link(name, digest)) == digest
+        if await self.cache.is_linked(name, digest):
+            return True
+        linked = await read_link(self.driver, layout.layer_link(name, digest)) == digest
+        if linked:
+            await self.cache.put_link(name, digest)
+        return linked
 
     async def stat_in(self, name: str, digest: Digest) -> BlobInfo:
         """The blob as seen from one repository: it must be linked there and present."""
@@ -90,9 +133,11 @@ class BlobStore:
 
     async def link(self, name: str, digest: Digest) -> None:
         await self.driver.put_content(layout.layer_link(name, digest), layout.link_content(digest))
+        await self.cache.put_link(name, digest)
 
     async def unlink(self, name: str, digest: Digest) -> None:
         """Remove the blob from one repository; the content stays for garbage collection."""
+        await self.cache.forget_link(name, digest)
         if not await self.is_linked(name, digest):
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
         try:

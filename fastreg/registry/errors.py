@@ -7,6 +7,7 @@ which HTTP status a code maps to and writes the ``{"errors": [...]}`` body.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -66,13 +67,24 @@ _MESSAGES: dict[ErrorCode, str] = {
 
 
 class RegistryError(Exception):
-    """A failure the client must hear about, carrying one code from the table."""
+    """A failure the client must hear about, carrying one code from the table.
 
-    def __init__(self, code: ErrorCode, message: str | None = None, detail: Any = None) -> None:
+    ``headers`` are response headers the failure implies (a 416's `Content-Range`, a 401's
+    `WWW-Authenticate`); the HTTP layer adds them to the error response.
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str | None = None,
+        detail: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message or code.default_message)
         self.code = code
         self.message = message or code.default_message
         self.detail = detail
+        self.headers: Mapping[str, str] = headers or {}
 
     def __repr__(self) -> str:
         return f"RegistryError({self.code.name}, {self.message!r}, {self.detail!r})"

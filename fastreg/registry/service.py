@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastreg.registry.blobs import BlobStore
+from fastreg.registry.blobs import BlobStore, DescriptorCache
 from fastreg.registry.catalog import list_repositories
 from fastreg.registry.manifeststore import ManifestStore
 from fastreg.registry.tags import TagStore
@@ -24,10 +24,15 @@ class RegistrySettings:
 
 
 class Registry:
-    def __init__(self, driver: StorageDriver, settings: RegistrySettings) -> None:
+    def __init__(
+        self,
+        driver: StorageDriver,
+        settings: RegistrySettings,
+        cache: DescriptorCache | None = None,
+    ) -> None:
         self.driver = driver
         self.settings = settings
-        self.blobs = BlobStore(driver)
+        self.blobs = BlobStore(driver, cache)
         self.tags = TagStore(driver)
         self.uploads = UploadService(driver, self.blobs)
         self.manifests = ManifestStore(

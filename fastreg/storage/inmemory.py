@@ -1,4 +1,9 @@
-"""The in-memory driver: for tests and throwaway registries. Directories are implicit."""
+"""The in-memory driver: for tests and throwaway registries.
+
+Directories exist from the first file written below them until they are deleted themselves, as on
+a disk: deleting the last file of a directory leaves the directory (Distribution relies on this,
+e.g. a repository whose manifests were all deleted is still a repository).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ class InMemoryDriver:
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[bytearray, float]] = {}
+        self._dirs: set[str] = {"/"}
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> InMemoryDriver:
@@ -25,8 +31,13 @@ class InMemoryDriver:
         return path.rstrip("/") + "/"
 
     def _is_dir(self, path: str) -> bool:
-        prefix = self._prefix(path)
-        return any(p.startswith(prefix) for p in self._files)
+        return path in self._dirs
+
+    def _add_parents(self, path: str) -> None:
+        parent = path.rsplit("/", 1)[0]
+        while parent and parent not in self._dirs:
+            self._dirs.add(parent)
+            parent = parent.rsplit("/", 1)[0]
 
     async def get_content(self, path: str, limit: int | None = None) -> bytes:
         check_path(path)
@@ -40,6 +51,7 @@ class InMemoryDriver:
 
     async def put_content(self, path: str, data: bytes) -> None:
         check_path(path)
+        self._add_parents(path)
         self._files[path] = (bytearray(data), time.time())
 
     async def reader(
@@ -54,6 +66,7 @@ class InMemoryDriver:
 
     async def writer(self, path: str, append: bool) -> MemoryWriter:
         check_path(path)
+        self._add_parents(path)
         buf = self._files[path][0] if append and path in self._files else bytearray()
         self._files[path] = (buf, time.time())
         return MemoryWriter(self, path, buf)
@@ -69,27 +82,31 @@ class InMemoryDriver:
 
     async def list(self, path: str) -> list[str]:
         check_path(path)
-        prefix = self._prefix(path)
-        names = {p[len(prefix) :].split("/", 1)[0] for p in self._files if p.startswith(prefix)}
-        if not names:
+        if path not in self._dirs:
             raise PathNotFound(path)
-        return sorted(names)
+        prefix = self._prefix(path)
+        entries = [*self._files, *self._dirs]
+        return sorted({p[len(prefix) :].split("/", 1)[0] for p in entries if p.startswith(prefix)})
 
     async def move(self, source: str, dest: str) -> None:
         check_path(source), check_path(dest)
         try:
-            self._files[dest] = self._files.pop(source)
+            moved = self._files.pop(source)
         except KeyError:
             raise PathNotFound(source) from None
+        self._add_parents(dest)
+        self._files[dest] = moved
 
     async def delete(self, path: str) -> None:
         check_path(path)
         prefix = self._prefix(path)
         doomed = [p for p in self._files if p == path or p.startswith(prefix)]
-        if not doomed:
+        dirs = {d for d in self._dirs if d == path or d.startswith(prefix)} - {"/"}
+        if not doomed and not dirs:
             raise PathNotFound(path)
         for p in doomed:
             del self._files[p]
+        self._dirs -= dirs
 
     async def url_for(self, path: str, method: str = "GET", expires_in: float = 1200) -> str | None:
         return None
