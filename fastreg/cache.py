@@ -11,9 +11,17 @@ limit.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from fastreg.config import parse_duration
 from fastreg.lru import LRU
 from fastreg.registry.blobs import BlobInfo
 from fastreg.registry.digests import Digest
+
+log = logging.getLogger("fastreg.cache")
 
 
 class InMemoryDescriptorCache:
@@ -46,3 +54,92 @@ class InMemoryDescriptorCache:
 
     async def forget(self, digest: Digest) -> None:
         self._blobs.pop(digest)
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisDescriptorCache:
+    """The descriptor cache in Redis, shared by every worker and host: a delete seen by one is
+    seen by all. Keys follow Distribution's redis cache (`blobs::<digest>` hashes,
+    `repository::<name>::blobs` sets). Redis trouble never fails a request: it is a miss, logged.
+    """
+
+    BACKOFF = 5.0  # seconds without trying Redis after a failure: an outage costs no latency
+
+    def __init__(self, client: Any) -> None:
+        self._redis = client
+        self._down_until = 0.0
+        self.hits = 0
+        self.misses = 0
+
+    @classmethod
+    def from_config(cls, redis: Mapping[str, Any]) -> RedisDescriptorCache:
+        import redis.asyncio as aioredis
+        from redis.backoff import NoBackoff
+        from redis.asyncio.retry import Retry
+
+        addr = str(redis.get("addr") or "127.0.0.1:6379")
+        host, _, port = addr.rpartition(":")
+        pool = redis.get("pool") or {}
+        client = aioredis.Redis(
+            host=host or "127.0.0.1",
+            port=int(port or 6379),
+            db=int(redis.get("db") or 0),
+            username=str(redis["username"]) if redis.get("username") else None,
+            password=str(redis["password"]) if redis.get("password") else None,
+            socket_connect_timeout=_seconds(redis.get("dialtimeout"), 1.0),
+            socket_timeout=_seconds(redis.get("readtimeout"), 1.0),
+            max_connections=int(pool.get("maxactive") or 64),
+            ssl=bool((redis.get("tls") or {}).get("enabled")),
+            retry=Retry(NoBackoff(), 0),
+        )
+        return cls(client)
+
+    async def _call(self, op: str, *args: Any, **kwargs: Any) -> Any:
+        if time.monotonic() < self._down_until:
+            return None
+        try:
+            return await getattr(self._redis, op)(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any redis failure is a cache miss, not an error
+            self._down_until = time.monotonic() + self.BACKOFF
+            log.warning("redis descriptor cache: %s failed", op, extra={"error": str(exc)[:200]})
+            return None
+
+    async def get(self, digest: Digest) -> BlobInfo | None:
+        fields = await self._call("hgetall", f"blobs::{digest}")
+        if not fields or b"size" not in fields:
+            self.misses += 1
+            return None
+        self.hits += 1
+        media_type = fields.get(b"mediatype", b"application/octet-stream").decode()
+        return BlobInfo(digest, int(fields[b"size"]), media_type)
+
+    async def put(self, info: BlobInfo) -> None:
+        mapping = {"digest": str(info.digest), "size": info.size, "mediatype": info.media_type}
+        await self._call("hset", f"blobs::{info.digest}", mapping=mapping)
+
+    async def is_linked(self, name: str, digest: Digest) -> bool:
+        linked = bool(await self._call("sismember", f"repository::{name}::blobs", str(digest)))
+        if linked:
+            self.hits += 1
+        else:
+            self.misses += 1
+        return linked
+
+    async def put_link(self, name: str, digest: Digest) -> None:
+        await self._call("sadd", f"repository::{name}::blobs", str(digest))
+
+    async def forget_link(self, name: str, digest: Digest) -> None:
+        await self._call("srem", f"repository::{name}::blobs", str(digest))
+        await self._call("delete", f"repository::{name}::{digest}")
+
+    async def forget(self, digest: Digest) -> None:
+        await self._call("delete", f"blobs::{digest}")
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def _seconds(value: Any, default: float) -> float:
+    return parse_duration(value) if value not in (None, "") else default

@@ -4,7 +4,7 @@
 set -euo pipefail
 want=(python3 python3-venv python3-pip)
 if [ "${1:-run}" = "test" ]; then
-  want+=(skopeo docker-registry)
+  want+=(skopeo docker-registry redis-server)
 fi
 missing=()
 for pkg in "${want[@]}"; do
@@ -25,3 +25,5 @@ DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/de
 if [ -x /usr/bin/docker-registry ] && command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
   $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
+# Debian's redis-server package starts a system instance; the tests start their own on ephemeral
+# ports and do not need it.

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 
 from aiohttp import http_exceptions, web
 from aiohttp.typedefs import Handler
 
-from fastreg.api.context import HTTP
+from fastreg.api.context import HTTP, REQUEST_IDS
 from fastreg.api.errors import error_response, status_of
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.storage.base import StorageError
@@ -27,7 +26,7 @@ API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
 
 @web.middleware
 async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    request_id = request.headers.get("X-Request-Id", "")[:64] or request.app[REQUEST_IDS].next()
     request["request_id"] = request_id
     started = time.perf_counter()
     status = 500
@@ -49,12 +48,36 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
                 "route": request.get("route"),
                 "repository": request.get("repository"),
                 "status": status,
-                "bytes_in": request.content_length or 0,
-                "bytes_out": response.body_length if response is not None else 0,
+                "digest": _digest(request, response),
+                "bytes_in": received_bytes(request),
+                "bytes_out": sent_bytes(request, response),
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                 "remote": request.remote,
             },
         )
+
+
+def _digest(request: web.Request, response: web.StreamResponse | None) -> str | None:
+    params = request.get("params") or {}
+    if response is not None and "Docker-Content-Digest" in response.headers:
+        return response.headers["Docker-Content-Digest"]
+    return params.get("digest") or None
+
+
+def received_bytes(request: web.Request) -> int:
+    """Body bytes received, as counted by the stream (chunked bodies too)."""
+    return int(getattr(request.content, "total_bytes", 0))
+
+
+def sent_bytes(request: web.Request, response: web.StreamResponse | None) -> int:
+    """Body bytes of a response: what was written once it is prepared and finished (streamed
+    bodies), else its declared length (a `web.Response` is sent after the middlewares ran;
+    `sendfile` bypasses aiohttp's writer)."""
+    if response is None or request.method == "HEAD" or response.status in (204, 304):
+        return 0
+    if response.prepared and response.body_length:
+        return response.body_length
+    return response.content_length or 0
 
 
 @web.middleware

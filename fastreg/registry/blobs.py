@@ -63,6 +63,7 @@ class DescriptorCache(Protocol):
     async def put_link(self, name: str, digest: Digest) -> None: ...
     async def forget_link(self, name: str, digest: Digest) -> None: ...
     async def forget(self, digest: Digest) -> None: ...
+    async def close(self) -> None: ...
 
 
 class NoCache:
@@ -82,6 +83,9 @@ class NoCache:
         return None
 
     async def forget(self, digest: Digest) -> None:
+        return None
+
+    async def close(self) -> None:
         return None
 
 
@@ -137,13 +141,16 @@ class BlobStore:
 
     async def unlink(self, name: str, digest: Digest) -> None:
         """Remove the blob from one repository; the content stays for garbage collection."""
-        await self.cache.forget_link(name, digest)
-        if not await self.is_linked(name, digest):
+        link = layout.layer_link(name, digest)
+        if await read_link(self.driver, link) != digest:
+            await self.cache.forget_link(name, digest)
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
         try:
-            await self.driver.delete(layout.layer_link(name, digest).rsplit("/", 1)[0])
+            await self.driver.delete(link.rsplit("/", 1)[0])
         except PathNotFound:
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None
+        finally:
+            await self.cache.forget_link(name, digest)
 
     async def mount(self, name: str, digest: Digest, source: str | None) -> BlobInfo | None:
         """Link a blob from ``source`` (or, when None, from the global store) into ``name``.

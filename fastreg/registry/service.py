@@ -43,4 +43,5 @@ class Registry:
         return await list_repositories(self.driver)
 
     async def close(self) -> None:
+        await self.blobs.cache.close()
         await self.driver.close()

@@ -1,0 +1,69 @@
+"""`storage.cache.blobdescriptor`: cached answers stay right across workers (redis) and a cache
+outage never fails a request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from fastreg.app import create_app
+from fastreg.config import parse_config
+from tests.api.conftest import config_text
+from tests.api.helpers import push_blob, push_image
+from tests.redis_server import RedisServer, redis_server  # noqa: F401 - fixture
+
+Client = TestClient[web.Request, web.Application]
+
+
+async def worker(aiohttp_client: Any, root: Path, **overrides: Any) -> Client:
+    config = parse_config(config_text(root, "filesystem", **overrides))
+    return await aiohttp_client(create_app(config))
+
+
+async def test_redis_cache_delete_on_one_worker_is_seen_by_all(
+    aiohttp_client: Any, tmp_path: Path, redis_server: RedisServer  # noqa: F811
+) -> None:
+    settings = {"storage__cache__blobdescriptor": "redis", "redis__addr": redis_server.addr}
+    a = await worker(aiohttp_client, tmp_path / "root", **settings)
+    b = await worker(aiohttp_client, tmp_path / "root", **settings)
+    digest = await push_blob(a, "shared/repo", b"layer bytes" * 100)
+    for client in (a, b, a, b):  # fill and hit the cache on both
+        assert (await client.head(f"/v2/shared/repo/blobs/{digest}")).status == 200
+    assert (await a.delete(f"/v2/shared/repo/blobs/{digest}")).status == 202
+    for client in (b, a):
+        resp = await client.head(f"/v2/shared/repo/blobs/{digest}")
+        assert resp.status == 404
+
+
+async def test_inmemory_cache_serves_heads_and_manifests(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await worker(aiohttp_client, tmp_path / "root", storage__cache__blobdescriptor="inmemory")
+    digest, _ = await push_image(client, "cached/app", "v1", [b"a" * 1000, b"b" * 2000])
+    for _ in range(3):
+        resp = await client.get(
+            "/v2/cached/app/manifests/v1",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        )
+        assert resp.status == 200 and resp.headers["Docker-Content-Digest"] == digest
+    blob = await push_blob(client, "cached/app", b"c" * 10)
+    assert (await client.delete(f"/v2/cached/app/blobs/{blob}")).status == 202
+    assert (await client.head(f"/v2/cached/app/blobs/{blob}")).status == 404
+
+
+async def test_redis_down_is_a_miss_not_an_error(
+    aiohttp_client: Any, tmp_path: Path, redis_server: RedisServer  # noqa: F811
+) -> None:
+    client = await worker(
+        aiohttp_client, tmp_path / "root",
+        storage__cache__blobdescriptor="redis", redis__addr=redis_server.addr,
+        redis__dialtimeout="200ms", redis__readtimeout="200ms",
+    )
+    digest = await push_blob(client, "r/repo", b"x" * 100)
+    redis_server.stop()
+    resp = await client.head(f"/v2/r/repo/blobs/{digest}")
+    assert resp.status == 200 and resp.headers["Content-Length"] == "100"
+    digest2 = await push_blob(client, "r/repo", b"y" * 50)
+    assert (await client.get(f"/v2/r/repo/blobs/{digest2}")).status == 200
