@@ -1,4 +1,5 @@
-"""The `fastreg` command: `serve` (one process, or N workers sharing a port) and `version`."""
+"""The `fastreg` command: `serve` (one process, or N workers sharing a port), `token-server`
+(the built-in token issuer) and `version`."""
 
 from __future__ import annotations
 
@@ -17,11 +18,16 @@ from aiohttp import web
 
 from fastreg import __version__
 from fastreg.app import create_app
+from fastreg.auth import standalone
+from fastreg.auth.middleware import check_auth
 from fastreg.config import Config, ConfigError, load_config
+from fastreg.debug import start_debug_server, validate
 from fastreg.logs import setup_logging
 from fastreg.storage.factory import UnknownDriver
 
 log = logging.getLogger("fastreg")
+
+READ_AHEAD = 2 * 1024 * 1024
 
 
 def _load(path: str | None) -> Config:
@@ -45,13 +51,20 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
 async def _serve(config: Config, reuse_port: bool) -> None:
     host, port = config.http.host_port()
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=False)
+    # read_bufsize: how far the socket is read ahead of the handler (flow control pauses at twice
+    # this); large enough that the next batch of an upload arrives while the previous one is
+    # hashed and written, small enough to bound memory per upload
+    runner = web.AppRunner(
+        app, access_log=None, handler_cancellation=False, read_bufsize=READ_AHEAD
+    )
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    debug: web.AppRunner | None = None
     try:
+        debug = await start_debug_server(app, config, reuse_port)
         site = web.TCPSite(
             runner, host, port, reuse_port=reuse_port, backlog=2048, ssl_context=_ssl_context(config)
         )
@@ -62,6 +75,8 @@ async def _serve(config: Config, reuse_port: bool) -> None:
         await stop.wait()
         log.info("shutting down", extra={"pid": os.getpid()})
     finally:
+        if debug is not None:
+            await debug.cleanup()
         await runner.cleanup()
 
 
@@ -82,6 +97,8 @@ def _run_loop(config: Config, reuse_port: bool) -> None:
 def serve(path: str | None, workers: int) -> int:
     try:
         config = _load(path)
+        validate(config)  # the sections read by the app's plugins, before any worker starts
+        check_auth(config)  # the auth files too: a worker must not die on them in a loop
     except (ConfigError, OSError) as exc:
         print(f"fastreg: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -93,6 +110,17 @@ def serve(path: str | None, workers: int) -> int:
     except UnknownDriver as exc:
         print(f"fastreg: {exc}", file=sys.stderr)
         return 2
+
+
+def token_server(path: str | None, addr: str | None) -> int:
+    try:
+        config = _load(path)
+        app, host, port = standalone.token_app(config, addr)
+    except (ConfigError, OSError) as exc:
+        print(f"fastreg: configuration error: {exc}", file=sys.stderr)
+        return 2
+    standalone.run(app, host, port, _ssl_context(config))
+    return 0
 
 
 def _supervise(path: str | None, workers: int) -> int:
@@ -138,10 +166,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_serve.add_argument("config", nargs="?", help="Distribution-style config.yml")
     p_serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     sub.add_parser("version", help="print the version")
+    p_token = sub.add_parser("token-server", help="serve the built-in token issuer alone")
+    p_token.add_argument("config", nargs="?", help="config.yml with auth.token.tokenserver")
+    p_token.add_argument("--addr", help="host:port (default auth.token.tokenserver.addr, :5001)")
     args = parser.parse_args(argv)
     if args.command == "version":
         print(f"fastreg {__version__}")
         return 0
+    if args.command == "token-server":
+        return token_server(args.config, args.addr)
     return serve(args.config, args.workers)
 
 

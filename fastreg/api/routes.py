@@ -92,18 +92,28 @@ def match(path: str) -> tuple[Route, dict[str, str]] | None:
     return None
 
 
-async def dispatch(request: web.Request) -> web.StreamResponse:
+def resolve(request: web.Request) -> tuple[Route, dict[str, str]] | None:
+    """The route and parameters of a request, as `dispatch` (and the access check) sees them."""
     # the raw path: a percent-encoded "/" must not split a name into components (it is simply
     # not in the name grammar); the last segment (tag, digest, upload id) is decoded
     found = match(request.raw_path.split("?", 1)[0])
     if found is None:
+        return None
+    route, params = found
+    return route, {k: v if k == "name" else unquote(v) for k, v in params.items()}
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    found = resolve(request)
+    if found is None:
         raise RegistryError(ErrorCode.NAME_UNKNOWN, "unknown API endpoint", {"path": request.path[:200]})
     route, params = found
-    params = {k: v if k == "name" else unquote(v) for k, v in params.items()}
     handler = route.methods.get(request.method)
     if handler is None:
         raise RegistryError(
-            ErrorCode.UNSUPPORTED, f"{request.method} is not supported on {route.name}"
+            ErrorCode.UNSUPPORTED,
+            f"{request.method} is not supported on {route.name}",
+            headers={"Allow": ", ".join(route.methods)},
         )
     if "name" in params:
         validate_name(params["name"])

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from fastreg.app import create_app
 from fastreg.config import parse_config
+from fastreg.storage.base import StorageDriver
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -47,9 +48,10 @@ def make_client(
 ) -> MakeClient:
     """Build a client for a registry; keyword overrides use `a__b=value` for `a.b: value`."""
 
-    async def make(**overrides: Any) -> Client:
+    async def make(*, driver: StorageDriver | None = None, **overrides: Any) -> Client:
+        """``driver`` shares the storage of another client (needed for inmemory)."""
         config = parse_config(config_text(tmp_path / "root", driver_name, **overrides))
-        return await aiohttp_client(create_app(config))
+        return await aiohttp_client(create_app(config, driver))
 
     return make
 
@@ -57,3 +59,15 @@ def make_client(
 @pytest.fixture
 async def client(make_client: MakeClient) -> Client:
     return await make_client()
+
+
+@pytest.fixture
+def storage_root(tmp_path: Path) -> Path:
+    """Root directory of the filesystem driver (empty/absent for inmemory)."""
+    return tmp_path / "root"
+
+
+def driver_of(client: Client) -> StorageDriver:
+    from fastreg.api.context import REGISTRY
+
+    return client.app[REGISTRY].driver
