@@ -144,6 +144,7 @@ _ENDPOINT = _struct(
 _NOTIFICATIONS = _struct(
     events=_env(_struct(includereferences=BOOL), "EventConfig"),
     endpoints=_list(_ENDPOINT),
+    spool=_struct(directory=STR, maxbytes=INT),  # fastreg only: the durable event queue
 )
 
 _REDIS = _struct(

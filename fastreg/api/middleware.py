@@ -70,14 +70,14 @@ def received_bytes(request: web.Request) -> int:
 
 
 def sent_bytes(request: web.Request, response: web.StreamResponse | None) -> int:
-    """Body bytes of a response: what was written once it is prepared and finished (streamed
-    bodies), else its declared length (a `web.Response` is sent after the middlewares ran;
-    `sendfile` bypasses aiohttp's writer)."""
+    """Body bytes of a response: its length (a `web.Response` is sent after the middlewares ran,
+    `sendfile` bypasses aiohttp's writer), else, for a chunked stream, what was written (which
+    aiohttp counts with the headers)."""
     if response is None or request.method == "HEAD" or response.status in (204, 304):
         return 0
-    if response.prepared and response.body_length:
-        return response.body_length
-    return response.content_length or 0
+    if response.content_length is not None:
+        return response.content_length
+    return response.body_length if response.prepared else 0
 
 
 @web.middleware

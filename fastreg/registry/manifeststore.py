@@ -43,6 +43,11 @@ class ManifestStore:
         self.schema1_enabled = schema1_enabled
         self._parsed: LRU[Digest, Manifest] = LRU(cache_size)
 
+    @property
+    def cache(self) -> LRU[Digest, Manifest]:
+        """The parsed-manifest cache, for its hit and miss counts (debug vars, metrics)."""
+        return self._parsed
+
     async def exists(self, name: str, digest: Digest) -> bool:
         return await read_link(self.driver, layout.revision_link(name, digest)) == digest
 
@@ -102,6 +107,15 @@ class ManifestStore:
         await self.blobs.put(manifest.digest, raw)
         content = layout.link_content(manifest.digest)
         await self.driver.put_content(layout.revision_link(name, manifest.digest), content)
+        # Online GC may have parked a referenced blob between the first check and the link: check
+        # again now that the link is visible to its re-scan (fastreg.registry.gc says why).
+        if not await self.blobs.exists(manifest.digest):
+            await self.driver.put_content(layout.blob_data(manifest.digest), raw)
+        try:
+            await self._verify_references(name, manifest)
+        except RegistryError:
+            await _delete_quietly(self.driver, layout.revision_dir(name, manifest.digest))
+            raise
         if manifest.subject is not None:
             link = layout.referrer_link(name, manifest.subject.digest, manifest.digest)
             await self.driver.put_content(link, content)

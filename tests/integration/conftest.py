@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -185,6 +186,23 @@ class ServerProcess:
             raise
         return self
 
+    def peak_rss(self) -> int:
+        """Peak resident set size (bytes) of the server process and its children so far."""
+        assert self.proc is not None and self.alive(), f"{self.kind} is not running"
+        total = 0
+        pids = [self.proc.pid]
+        while pids:
+            pid = pids.pop()
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except FileNotFoundError:
+                continue
+            m = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+            total += int(m.group(1)) * 1024 if m else 0
+            pids.extend(int(c) for c in children)
+        return total
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -211,6 +229,8 @@ def wait_ready(url: str, timeout: float, server: ServerProcess | None = None) ->
 
     Fails at once, with the server's captured output, if the process dies.
     """
+    # Never route loopback through an http_proxy from the environment.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout
     last_err: str = "no attempt made"
     delay = 0.02
@@ -222,7 +242,7 @@ def wait_ready(url: str, timeout: float, server: ServerProcess | None = None) ->
                 pytrace=False,
             )
         try:
-            with urllib.request.urlopen(f"{url}/v2/", timeout=2) as resp:
+            with opener.open(f"{url}/v2/", timeout=2) as resp:
                 if resp.status == 200:
                     return
                 last_err = f"HTTP {resp.status}"
@@ -244,6 +264,29 @@ def wait_ready(url: str, timeout: float, server: ServerProcess | None = None) ->
 ServerFactory = Callable[..., ServerProcess]
 
 
+_ACCESS_LINE = re.compile(r'^\S+ - \S+ \[[^]]*\] "[^"]*" (\d{3}) ')
+
+
+def _interesting(log: str) -> str:
+    """Server output minus routine access-log lines and Distribution's 404-on-HEAD noise."""
+    keep = []
+    dropped = 0
+    for line in log.splitlines():
+        m = _ACCESS_LINE.match(line)
+        noise = (m is not None and int(m.group(1)) < 500) or (
+            'msg="response completed with error"' in line
+            and "http.response.status=404" in line
+            and "http.request.method=HEAD" in line
+        )
+        if noise:
+            dropped += 1
+        else:
+            keep.append(line)
+    if dropped:
+        keep.append(f"[{dropped} access-log / HEAD-404 lines omitted; full log: see path above]")
+    return "\n".join(keep)
+
+
 SERVERS_KEY = pytest.StashKey[list["ServerProcess"]]()
 
 
@@ -253,11 +296,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if report.failed:
         for server in item.stash.get(SERVERS_KEY, []):
-            out = server.output()
+            out = _interesting(server.output())
             if len(out) > 20_000:
                 out = "...[truncated]...\n" + out[-20_000:]
             report.sections.append(
-                (f"{server.kind} server output ({server.url}, root={server.root})", out)
+                (f"{server.kind} server output ({server.url}, log={server.log_path})", out)
             )
     return report
 
@@ -348,6 +391,65 @@ def server_factory(
     return get
 
 
+@dataclass
+class GCResult:
+    returncode: int
+    output: str
+    marked: int
+    blobs_eligible: int
+    manifests_eligible: int
+
+    @property
+    def marked_digests(self) -> set[str]:
+        return set(re.findall(r"marking (?:manifest|blob) (sha256:[0-9a-f]{64})", self.output))
+
+    @property
+    def eligible_digests(self) -> set[str]:
+        return set(re.findall(r"eligible for deletion: (sha256:[0-9a-f]{64})", self.output))
+
+
+@pytest.fixture
+def distribution_gc(
+    distribution_bin: str, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., GCResult]:
+    """``distribution_gc(root, dry_run=False)``: Distribution's garbage collector on ``root``.
+
+    Run it only while no server is serving ``root``. Fails on a non-zero exit.
+    """
+
+    def run(root: str | os.PathLike[str], dry_run: bool = False) -> GCResult:
+        cfg = tmp_path_factory.mktemp("gc") / "config.yml"
+        cfg.write_text(registry_config(Path(root), free_port()))
+        argv = [distribution_bin, "garbage-collect", str(cfg)]
+        if dry_run:
+            argv.append("--dry-run")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        proc = subprocess.run(
+            argv,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        if proc.returncode != 0:
+            pytest.fail(
+                f"{' '.join(argv)} failed (exit {proc.returncode}):\n{proc.stdout}",
+                pytrace=False,
+            )
+        m = re.search(
+            r"(\d+) blobs marked, (\d+) blobs and (\d+) manifests eligible for deletion",
+            proc.stdout,
+        )
+        if m is None:
+            pytest.fail(f"unexpected garbage-collect output:\n{proc.stdout}", pytrace=False)
+        return GCResult(proc.returncode, proc.stdout, *(int(g) for g in m.groups()))
+
+    return run
+
+
 @pytest.fixture(params=SERVER_KINDS)
 def registry(
     request: pytest.FixtureRequest,
@@ -376,6 +478,7 @@ class Skopeo:
     authfile: Path
     policy: Path
     registries_conf: Path
+    registries_d: Path
     timeout: float = SKOPEO_TIMEOUT
 
     def env(self) -> dict[str, str]:
@@ -386,7 +489,12 @@ class Skopeo:
             XDG_CONFIG_HOME=str(self.home / ".config"),
             REGISTRY_AUTH_FILE=str(self.authfile),
             CONTAINERS_REGISTRIES_CONF=str(self.registries_conf),
+            XDG_DATA_HOME=str(self.home / ".local" / "share"),
             TMPDIR=str(self.home / "tmp"),
+            # As root, containers/image keeps its blob-info cache (which blob it saw where)
+            # in /var/lib/containers/cache, shared by every run on the machine. Claiming a
+            # non-root uid moves it under XDG_DATA_HOME above, private to this session.
+            _CONTAINERS_ROOTLESS_UID="4242",
         )
         return env
 
@@ -403,11 +511,16 @@ class Skopeo:
             if dst.startswith("docker://"):
                 extra.append("--dest-tls-verify=false")
             extra += ["--authfile", str(self.authfile)]
+        elif sub == "sync":
+            # sync takes bare repository paths; --src/--dest name the transports.
+            extra += ["--src-tls-verify=false", "--dest-tls-verify=false"]
+            extra += ["--src-authfile", str(self.authfile), "--dest-authfile", str(self.authfile)]
         elif sub in ("inspect", "list-tags", "delete"):
             if any(a.startswith("docker://") for a in rest):
                 extra.append("--tls-verify=false")
             extra += ["--authfile", str(self.authfile)]
-        return [SKOPEO, "--policy", str(self.policy), sub, *extra, *rest]
+        glob = ["--policy", str(self.policy), "--registries.d", str(self.registries_d)]
+        return [SKOPEO, *glob, sub, *extra, *rest]
 
     def run(
         self, *args: str, check: bool = True, timeout: float | None = None
@@ -476,7 +589,15 @@ def skopeo(skopeo_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Skopeo:
     policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
     registries_conf = home / "registries.conf"
     registries_conf.write_text("")
-    return Skopeo(home=home, authfile=authfile, policy=policy, registries_conf=registries_conf)
+    registries_d = home / "registries.d"
+    registries_d.mkdir()
+    return Skopeo(
+        home=home,
+        authfile=authfile,
+        policy=policy,
+        registries_conf=registries_conf,
+        registries_d=registries_d,
+    )
 
 
 @pytest.fixture

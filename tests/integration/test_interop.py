@@ -185,6 +185,15 @@ def test_handover(first: str, second: str, server_factory, skopeo, tmp_path: Pat
         verify_tags(skopeo, b, set_a)
         # 3. `second` adds new tags to the same repositories on R (mixed writes).
         set_b = push_set(skopeo, b, work, "v2")
+        # ...and pushes blobs that `first` already stored, into a new repository.
+        single = set_a[0]
+        skopeo(
+            "copy",
+            "--preserve-digests",
+            f"oci:{work / 'img-v1'}:latest",
+            f"docker://{b.host}/library/copied:v1",
+        )
+        set_b.append(Pushed("library/copied", "v1", "image", single.manifest_bytes, single.closure))
         verify_tags(skopeo, b, set_a + set_b)
     finally:
         b.stop()
@@ -258,3 +267,201 @@ def test_on_disk_layout(registry, skopeo, tmp_path: Path) -> None:
         for blob_dir in hh.iterdir():
             assert blob_dir.name[:2] == hh.name, blob_dir
             assert (blob_dir / "data").is_file(), blob_dir
+
+
+def _assert_no_pending_uploads(repo: Path) -> None:
+    uploads = repo / "_uploads"
+    leftovers = sorted(p.name for p in uploads.iterdir()) if uploads.is_dir() else []
+    assert leftovers == [], f"upload state left behind after completed pushes: {leftovers}"
+
+
+def test_no_upload_leftovers(registry, skopeo, tmp_path: Path) -> None:
+    """Like Distribution, completed uploads leave nothing under ``_uploads``."""
+    src = tmp_path / "src"
+    make_oci_image(src, "latest", layers=[10_000, 20_000])
+    skopeo("copy", "--preserve-digests", f"oci:{src}:latest", f"docker://{registry.host}/org/up:1")
+    repo = registry.root / "docker" / "registry" / "v2" / "repositories" / "org" / "up"
+    assert repo.is_dir()
+    _assert_no_pending_uploads(repo)
+
+
+# --------------------------------------------------------------------------- tree equality
+
+
+def tree_snapshot(root: Path) -> dict[str, str]:
+    """``relative path -> content`` for every file under ``<root>/docker/registry/v2``.
+
+    Link files map to their exact content; blob ``data`` files to their digest.
+    ``_uploads`` is ignored (transient, uuid-named).
+    """
+    v2 = root / "docker" / "registry" / "v2"
+    out: dict[str, str] = {}
+    for p in sorted(v2.rglob("*")):
+        if not p.is_file():
+            continue
+        rel = p.relative_to(v2).as_posix()
+        if "/_uploads/" in f"/{rel}":
+            continue
+        if p.name == "data":
+            out[rel] = file_digest(p)
+        else:
+            out[rel] = repr(p.read_bytes())
+    return out
+
+
+def _diff_trees(expected: dict[str, str], actual: dict[str, str]) -> str:
+    lines = []
+    for rel in sorted(set(expected) | set(actual)):
+        e, a = expected.get(rel), actual.get(rel)
+        if e != a:
+            lines.append(f"  {rel}: distribution={e} other={a}")
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("other", ["fastreg", "distribution"])
+def test_on_disk_tree_identical_to_distribution(
+    other: str, distribution_server, server_factory, skopeo, tmp_path: Path
+) -> None:
+    """The same pushes (incl. a re-tag and a delete) leave the same files on both servers."""
+    src = tmp_path / "src"
+    a = make_oci_image(src, "a", layers=[1111, 2222])
+    b = make_oci_image(src, "b", layers=[3333])
+    make_oci_index(src, "multi")
+    make_oci_image(src, "v2", layers=[4444])
+
+    ref_server = distribution_server(tmp_path / "distribution-root")
+    other_server = server_factory(other)(tmp_path / "other-root")
+    servers = (ref_server, other_server)
+
+    def push(*args: str) -> None:
+        *flags, src_ref, dst_path = args
+        for s in servers:
+            skopeo("copy", *flags, src_ref, f"docker://{s.host}/{dst_path}")
+
+    push("--preserve-digests", f"oci:{src}:a", "org/app:1.0")
+    push("--preserve-digests", f"oci:{src}:a", "org/app:moving")
+    push("--preserve-digests", f"oci:{src}:b", "org/app:moving")  # re-tag: index keeps history
+    push("--all", "--preserve-digests", f"oci:{src}:multi", "org/app:multi")
+    push("--format", "v2s2", f"oci:{src}:v2", "org/legacy:1")
+
+    expected = tree_snapshot(ref_server.root)
+    actual = tree_snapshot(other_server.root)
+    moving = "repositories/org/app/_manifests/tags/moving"
+    assert expected[f"{moving}/current/link"] == repr(b.manifest_digest.encode())
+    assert f"{moving}/index/sha256/{a.manifest_digest.split(':')[1]}/link" in expected
+    assert actual == expected, f"{other} tree differs after pushes:\n" + _diff_trees(
+        expected, actual
+    )
+
+    # Deleting a manifest: Distribution drops its revision link and every tag whose
+    # current link points at it; blob data stays until garbage collection.
+    for s in servers:
+        skopeo("delete", f"docker://{s.host}/org/app:1.0")
+    expected = tree_snapshot(ref_server.root)
+    actual = tree_snapshot(other_server.root)
+    a_hex = a.manifest_digest.split(":")[1]
+    assert f"repositories/org/app/_manifests/revisions/sha256/{a_hex}/link" not in expected
+    assert f"blobs/sha256/{a_hex[:2]}/{a_hex}/data" in expected
+    assert actual == expected, f"{other} tree differs after delete:\n" + _diff_trees(
+        expected, actual
+    )
+
+
+# --------------------------------------------------------------------------- garbage collection
+
+
+@pytest.mark.parametrize("writer", ["fastreg", "distribution"])
+def test_distribution_gc_on_root(
+    writer: str, server_factory, skopeo, distribution_gc, tmp_path: Path
+) -> None:
+    """Distribution's garbage collector walks a root the writer filled, deletes exactly the
+    garbage, and the writer still serves everything that is left."""
+    root = tmp_path / "root"
+    work = tmp_path / "work"
+    work.mkdir()
+    doomed_dir = tmp_path / "doomed"
+    doomed = make_oci_image(doomed_dir, "latest", layers=[5555, 6666])
+
+    s = server_factory(writer)(root)
+    try:
+        kept = push_set(skopeo, s, work, "v1")
+        skopeo(
+            "copy",
+            "--preserve-digests",
+            f"oci:{doomed_dir}:latest",
+            f"docker://{s.host}/library/single:doomed",
+        )
+        skopeo("delete", f"docker://{s.host}/library/single:doomed")
+    finally:
+        s.stop()
+
+    dry = distribution_gc(root, dry_run=True)
+    every_kept = set().union(*(p.closure for p in kept))
+    garbage = {doomed.manifest_digest, *doomed.blob_digests} - every_kept
+    # Everything reachable from a tag is marked; exactly the deleted image is garbage.
+    assert dry.marked_digests == every_kept, dry.output
+    assert dry.eligible_digests == garbage, dry.output
+    assert (dry.marked, dry.blobs_eligible) == (len(every_kept), len(garbage)), dry.output
+
+    distribution_gc(root)
+    v2 = root / "docker" / "registry" / "v2"
+    for d in doomed.blob_digests:
+        hexd = d.split(":")[1]
+        assert not (v2 / "blobs" / "sha256" / hexd[:2] / hexd / "data").exists()
+
+    s = server_factory(writer)(root)
+    try:
+        verify_set(skopeo, s, kept, work)
+        verify_tags(skopeo, s, kept)
+    finally:
+        s.stop()
+
+
+# --------------------------------------------------------------------------- live sync
+
+SYNCS = [
+    pytest.param("fastreg", "distribution", id="fastreg-to-distribution"),
+    pytest.param("distribution", "fastreg", id="distribution-to-fastreg"),
+    pytest.param("distribution", "distribution", id="control-distribution-to-distribution"),
+]
+
+
+@pytest.mark.parametrize(("src_kind", "dst_kind"), SYNCS)
+def test_skopeo_sync_between_live_servers(
+    src_kind: str, dst_kind: str, server_factory, skopeo, tmp_path: Path
+) -> None:
+    """A registry migration as people do it: `skopeo sync` every tag of a repository from
+    one running server to the other, byte-identical."""
+    src = tmp_path / "src"
+    img = make_oci_image(src, "img", layers=[1234, 5678])
+    idx = make_oci_index(src, "idx")
+    a = server_factory(src_kind)(tmp_path / "src-root")
+    b = server_factory(dst_kind)(tmp_path / "dst-root")
+    skopeo("copy", "--preserve-digests", f"oci:{src}:img", f"docker://{a.host}/apps/web:1.0")
+    skopeo("copy", "--preserve-digests", f"oci:{src}:img", f"docker://{a.host}/apps/web:stable")
+    skopeo(
+        "copy", "--all", "--preserve-digests", f"oci:{src}:idx", f"docker://{a.host}/apps/web:multi"
+    )
+
+    skopeo(
+        "sync",
+        "--src",
+        "docker",
+        "--dest",
+        "docker",
+        "--all",
+        "--preserve-digests",
+        f"{a.host}/apps/web",
+        f"{b.host}/mirror",
+    )
+
+    dst = f"docker://{b.host}/mirror/web"
+    assert sorted(skopeo.list_tags(dst)) == ["1.0", "multi", "stable"]
+    assert skopeo.inspect_raw(f"{dst}:1.0") == img.manifest_bytes
+    assert skopeo.inspect_raw(f"{dst}:stable") == img.manifest_bytes
+    assert skopeo.inspect_raw(f"{dst}:multi") == idx.index_bytes
+    for child in idx.children:
+        assert skopeo.inspect_raw(f"{dst}@{child.manifest_digest}") == child.manifest_bytes
+    back = tmp_path / "back"
+    skopeo("copy", "--all", "--preserve-digests", f"{dst}:multi", f"oci:{back}:x")
+    assert layout_blob_digests(back) == {idx.index_digest, *idx.child_digests, *idx.blob_digests}

@@ -38,6 +38,8 @@ from .images import (
 pytestmark = pytest.mark.integration
 
 GIB = 1024 * 1024 * 1024
+# A server that buffers a blob in memory would peak above 1 GiB here.
+MAX_SERVER_RSS = 512 * 1024 * 1024
 
 
 def test_copy_three_layer_oci_image_round_trip(registry, skopeo, tmp_path: Path) -> None:
@@ -147,8 +149,15 @@ def test_copy_one_gib_layer(registry, skopeo, scratch: Path) -> None:
         assert pulled.stat().st_size == layer.size
         assert file_digest(pulled) == layer.digest
         assert json.loads(dir_transport_manifest(dst))["layers"][0]["digest"] == layer.digest
+        # The server streamed the GiB both ways instead of buffering it.
+        peak = registry.peak_rss()
+        print(f"{registry.kind} peak RSS after 1 GiB up+down: {peak / 2**20:.0f} MiB")
+        assert peak < MAX_SERVER_RSS, f"{registry.kind} peak RSS {peak / 2**20:.0f} MiB"
     finally:
+        # Don't leave 2+ GiB per run in pytest's retained basetemp dirs.
         shutil.rmtree(scratch, ignore_errors=True)
+        registry.stop()
+        shutil.rmtree(registry.root, ignore_errors=True)
 
 
 def test_list_tags(registry, skopeo, tmp_path: Path) -> None:
@@ -211,3 +220,70 @@ def test_delete_tag(registry, skopeo, tmp_path: Path) -> None:
 
     assert skopeo.list_tags(base) == ["keep"]
     assert skopeo.inspect_raw(f"{base}:keep") == keep.manifest_bytes
+
+
+def test_cross_repository_copy_mounts_blobs(registry, skopeo, tmp_path: Path) -> None:
+    """docker:// -> docker:// on the same registry: skopeo mounts blobs from the source repo
+    (POST ...?mount=&from=) and the target repo must then serve them as its own."""
+    src = tmp_path / "src"
+    img = make_oci_image(src, "latest", layers=[2500, 3500])
+    h = registry.host
+    skopeo("copy", "--preserve-digests", f"oci:{src}:latest", f"docker://{h}/team/origin:1")
+    skopeo(
+        "copy", "--preserve-digests", f"docker://{h}/team/origin:1", f"docker://{h}/team/mirror:1"
+    )
+
+    assert skopeo.inspect_raw(f"docker://{h}/team/mirror:1") == img.manifest_bytes
+    dst = tmp_path / "back"
+    skopeo("copy", "--preserve-digests", f"docker://{h}/team/mirror:1", f"dir:{dst}")
+    assert dir_transport_manifest(dst) == img.manifest_bytes
+    assert dir_transport_blob_digests(dst) == set(img.blob_digests)
+    # The mirror repository links every blob itself (Distribution's _layers links).
+    repo = registry.root / "docker" / "registry" / "v2" / "repositories" / "team" / "mirror"
+    for d in img.blob_digests:
+        link = repo / "_layers" / "sha256" / d.split(":")[1] / "link"
+        assert link.is_file() and link.read_bytes() == d.encode(), link
+
+
+def test_manifest_is_scoped_to_its_repository(registry, skopeo, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    img = make_oci_image(src, "latest", layers=[900])
+    h = registry.host
+    skopeo("copy", "--preserve-digests", f"oci:{src}:latest", f"docker://{h}/scope/a:1")
+    # Something must exist in scope/b so the failure is about the manifest, not the repo.
+    other = make_oci_image(tmp_path / "other", "latest", layers=[901])
+    skopeo(
+        "copy", "--preserve-digests", f"oci:{tmp_path / 'other'}:latest", f"docker://{h}/scope/b:1"
+    )
+    assert skopeo.inspect_raw(f"docker://{h}/scope/b:1") == other.manifest_bytes
+
+    proc = skopeo("inspect", "--raw", f"docker://{h}/scope/b@{img.manifest_digest}", check=False)
+    assert proc.returncode != 0, f"{registry.kind} served scope/a's manifest from scope/b"
+    assert "manifest unknown" in proc.stderr.lower(), proc.stderr
+    proc = skopeo("inspect", "--raw", f"docker://{h}/scope/b:nope", check=False)
+    assert proc.returncode != 0
+    assert "manifest unknown" in proc.stderr.lower(), proc.stderr
+
+
+def test_zstd_layers(registry, skopeo, tmp_path: Path) -> None:
+    """skopeo recompresses uncompressed layers as zstd; the registry stores any layer type."""
+    src = tmp_path / "src"
+    img = make_oci_image(src, "latest", layers=[7000, 8000], layer_media_type=MT_OCI_LAYER_TAR)
+    ref = f"docker://{registry.host}/comp/zstd:1"
+    skopeo("copy", "--dest-compress-format", "zstd", f"oci:{src}:latest", ref)
+
+    raw = skopeo.inspect_raw(ref)
+    manifest = json.loads(raw)
+    assert [layer["mediaType"] for layer in manifest["layers"]] == [
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    ] * 2
+    assert manifest["config"]["digest"] == img.config_digest
+    layer_digests = [layer["digest"] for layer in manifest["layers"]]
+
+    dst = tmp_path / "back"
+    skopeo("copy", "--preserve-digests", ref, f"dir:{dst}")
+    assert dir_transport_manifest(dst) == raw
+    assert dir_transport_blob_digests(dst) == {img.config_digest, *layer_digests}
+    for d in layer_digests:
+        # zstd frame magic number
+        assert (dst / d.split(":")[1]).read_bytes()[:4] == b"\x28\xb5\x2f\xfd"
