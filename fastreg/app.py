@@ -15,18 +15,32 @@ from aiohttp import web
 from fastreg.api.context import HTTP, REGISTRY, REQUEST_IDS, SENDFILE_POOL, HTTPSettings, RequestIds
 from fastreg.api.middleware import access_log, add_headers, errors
 from fastreg.api.routes import setup_routes
-from fastreg.cache import InMemoryDescriptorCache, RedisDescriptorCache
+from fastreg.auth.middleware import setup_auth
+from fastreg.cache import (
+    InMemoryDescriptorCache,
+    InMemoryTagCache,
+    RedisDescriptorCache,
+    RedisTagCache,
+)
 from fastreg.config import Config
 from fastreg.debug import health_gate, setup_health
 from fastreg.metrics import METRICS, Metrics, observe
 from fastreg.notify.service import setup_notifications
 from fastreg.registry.blobs import DescriptorCache
 from fastreg.registry.service import Registry, RegistrySettings
+from fastreg.registry.tags import TagListCache
 from fastreg.storage.base import StorageDriver
 from fastreg.storage.factory import create_driver
 from fastreg.storage.instrumented import instrument
 
 log = logging.getLogger("fastreg.app")
+# bearer tokens with many scopes outgrow aiohttp's 8 KiB header field limit; Go's net/http (what
+# Distribution runs on) takes 1 MiB of headers. An oversized token is then refused by the access
+# check with the OCI body, not by the HTTP parser with a bare 400.
+# max_field_size: room for large bearer tokens. read_bufsize: how far the socket is read ahead of
+# the handler (flow control pauses at twice this): large enough that the next batch of an upload
+# arrives while the previous one is hashed and written, small enough to bound memory per upload.
+HTTP_PARSER_LIMITS = {"max_field_size": 256 * 1024, "read_bufsize": 2 * 1024 * 1024}
 
 
 def registry_settings(config: Config) -> RegistrySettings:
@@ -39,13 +53,23 @@ def registry_settings(config: Config) -> RegistrySettings:
     )
 
 
-def descriptor_cache(config: Config) -> DescriptorCache | None:
-    kind = config.storage.blobdescriptor_cache
-    if kind == "inmemory":
-        return InMemoryDescriptorCache(config.storage.blobdescriptor_size)
-    if kind == "redis":
-        return RedisDescriptorCache.from_config(config.redis)
-    return None
+def caches(config: Config) -> tuple[DescriptorCache | None, TagListCache | None]:
+    """The configured blob descriptor and tag-list caches; both share one Redis client."""
+    storage = config.storage
+    redis = None
+    if "redis" in (storage.blobdescriptor_cache, storage.tags_cache):
+        redis = RedisDescriptorCache.from_config(config.redis)
+    descriptors: DescriptorCache | None = None
+    if storage.blobdescriptor_cache == "inmemory":
+        descriptors = InMemoryDescriptorCache(storage.blobdescriptor_size)
+    elif storage.blobdescriptor_cache == "redis":
+        descriptors = redis
+    tags: TagListCache | None = None
+    if storage.tags_cache == "inmemory":
+        tags = InMemoryTagCache(storage.tags_ttl)
+    elif storage.tags_cache == "redis" and redis is not None:
+        tags = RedisTagCache(redis, storage.tags_ttl, owns=descriptors is not redis)
+    return descriptors, tags
 
 
 def http_settings(config: Config) -> HTTPSettings:
@@ -61,13 +85,14 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     # responses too; health_gate inside errors so its 503 gets the OCI body; notifications
     # (setup_notifications) innermost, so failed requests produce no event
     app = web.Application(
-        middlewares=[observe, access_log, errors, health_gate], client_max_size=4 * 1024 * 1024
+        middlewares=[observe, access_log, errors, health_gate], client_max_size=4 * 1024 * 1024,
+        handler_args=HTTP_PARSER_LIMITS,
     )
     app[METRICS] = Metrics()  # per application, never global
     storage = instrument(
         driver or create_driver(config.storage.driver, config.storage.parameters), app[METRICS]
     )
-    app[REGISTRY] = Registry(storage, registry_settings(config), descriptor_cache(config))
+    app[REGISTRY] = Registry(storage, registry_settings(config), *caches(config))
     app[HTTP] = http_settings(config)
     app[REQUEST_IDS] = RequestIds()
     app[SENDFILE_POOL] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="sendfile")
@@ -75,6 +100,9 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     app.cleanup_ctx.append(_registry_lifecycle)
     setup_routes(app)
     setup_health(app, config)
+    # access control inside errors (a refusal is the OCI error body) and outside notifications
+    # (a refused request produces no event)
+    setup_auth(app, config)
     setup_notifications(app, config)  # after _registry_lifecycle: it stops before storage closes
     return app
 

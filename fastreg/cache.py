@@ -16,6 +16,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
 from fastreg.config import parse_duration
 from fastreg.lru import LRU
 from fastreg.registry.blobs import BlobInfo
@@ -75,10 +80,6 @@ class RedisDescriptorCache:
 
     @classmethod
     def from_config(cls, redis: Mapping[str, Any]) -> RedisDescriptorCache:
-        import redis.asyncio as aioredis
-        from redis.backoff import NoBackoff
-        from redis.asyncio.retry import Retry
-
         addr = str(redis.get("addr") or "127.0.0.1:6379")
         host, _, port = addr.rpartition(":")
         pool = redis.get("pool") or {}
@@ -143,3 +144,50 @@ class RedisDescriptorCache:
 
 def _seconds(value: Any, default: float) -> float:
     return parse_duration(value) if value not in (None, "") else default
+
+
+class InMemoryTagCache:
+    """Tag lists per repository for ``ttl`` seconds, in this process."""
+
+    def __init__(self, ttl: float, size: int = 10000) -> None:
+        self.ttl = ttl
+        self._lists: LRU[str, tuple[float, list[str]]] = LRU(size)
+
+    async def get(self, name: str) -> list[str] | None:
+        entry = self._lists.get(name)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    async def put(self, name: str, tags: list[str]) -> None:
+        self._lists.put(name, (time.monotonic() + self.ttl, tags))
+
+    async def forget(self, name: str) -> None:
+        self._lists.pop(name)
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisTagCache:
+    """Tag lists shared by every worker in Redis, expiring after ``ttl`` seconds."""
+
+    def __init__(self, cache: RedisDescriptorCache, ttl: float, owns: bool) -> None:
+        self._cache = cache
+        self.ttl = ttl
+        self._owns = owns  # False when the descriptor cache shares (and closes) the client
+
+    async def get(self, name: str) -> list[str] | None:
+        raw = await self._cache._call("get", f"fastreg::tags::{name}")
+        return list(orjson.loads(raw)) if raw else None
+
+    async def put(self, name: str, tags: list[str]) -> None:
+        ttl_ms = max(1, int(self.ttl * 1000))
+        await self._cache._call("set", f"fastreg::tags::{name}", orjson.dumps(tags), px=ttl_ms)
+
+    async def forget(self, name: str) -> None:
+        await self._cache._call("delete", f"fastreg::tags::{name}")
+
+    async def close(self) -> None:
+        if self._owns:
+            await self._cache.close()

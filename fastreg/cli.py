@@ -27,8 +27,6 @@ from fastreg.storage.factory import UnknownDriver
 
 log = logging.getLogger("fastreg")
 
-READ_AHEAD = 2 * 1024 * 1024
-
 
 def _load(path: str | None) -> Config:
     path = path or os.environ.get("REGISTRY_CONFIGURATION_PATH") or None
@@ -51,12 +49,7 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
 async def _serve(config: Config, reuse_port: bool) -> None:
     host, port = config.http.host_port()
     app = create_app(config)
-    # read_bufsize: how far the socket is read ahead of the handler (flow control pauses at twice
-    # this); large enough that the next batch of an upload arrives while the previous one is
-    # hashed and written, small enough to bound memory per upload
-    runner = web.AppRunner(
-        app, access_log=None, handler_cancellation=False, read_bufsize=READ_AHEAD
-    )
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=False)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -90,6 +90,9 @@ class StorageConfig:
     redirect_disable: bool = False
     blobdescriptor_cache: str | None = None
     blobdescriptor_size: int = 10000
+    # fastreg only: cache tag lists (`storage.cache.tags`, inmemory | redis) for `tagsttl`
+    tags_cache: str | None = None
+    tags_ttl: float = 2.0
     maintenance: Mapping[str, Any] = field(default_factory=_empty)
 
 
@@ -306,6 +309,8 @@ def _storage(doc: Mapping[str, Any]) -> StorageConfig:
         ),
         blobdescriptor_cache=_blobdescriptor(cache, doc),
         blobdescriptor_size=_blobdescriptor_size(cache.get("blobdescriptorsize")),
+        tags_cache=_tags_cache(cache, doc),
+        tags_ttl=parse_duration(cache["tagsttl"]) if cache.get("tagsttl") is not None else 2.0,
         maintenance=_freeze_map(storage.get("maintenance")),
     )
 
@@ -320,6 +325,17 @@ def _blobdescriptor(cache: Mapping[str, Any], doc: Mapping[str, Any]) -> str | N
         raise ConfigError(f"{path}: expected one of inmemory, redis, got {value!r}")
     if value == "redis" and not _get(doc, "redis", "addr"):
         raise ConfigError(f"{path}: 'redis' needs redis.addr to be configured")
+    return value
+
+
+def _tags_cache(cache: Mapping[str, Any], doc: Mapping[str, Any]) -> str | None:
+    value = _str(cache.get("tags"), "", "storage.cache.tags")
+    if not value:
+        return None
+    if value not in _BLOBDESCRIPTOR_CACHES:
+        raise ConfigError(f"storage.cache.tags: expected one of inmemory, redis, got {value!r}")
+    if value == "redis" and not _get(doc, "redis", "addr"):
+        raise ConfigError("storage.cache.tags: 'redis' needs redis.addr to be configured")
     return value
 
 

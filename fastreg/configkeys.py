@@ -96,7 +96,7 @@ _STORAGE = replace(
     _struct(
         delete=_struct(enabled=BOOL),
         redirect=_struct(disable=BOOL),
-        cache=_struct(blobdescriptor=STR, blobdescriptorsize=INT, layerinfo=STR),
+        cache=_struct(blobdescriptor=STR, blobdescriptorsize=INT, layerinfo=STR, tags=STR, tagsttl=DURATION),
         maintenance=_struct(
             uploadpurging=_struct(enabled=BOOL, age=DURATION, interval=DURATION, dryrun=BOOL),
             readonly=_struct(enabled=BOOL),

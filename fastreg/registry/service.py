@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from fastreg.registry.blobs import BlobStore, DescriptorCache
 from fastreg.registry.catalog import list_repositories
 from fastreg.registry.manifeststore import ManifestStore
-from fastreg.registry.tags import TagStore
+from fastreg.registry.tags import TagListCache, TagStore
 from fastreg.registry.uploads import UploadService
 from fastreg.storage.base import StorageDriver
 
@@ -29,11 +29,12 @@ class Registry:
         driver: StorageDriver,
         settings: RegistrySettings,
         cache: DescriptorCache | None = None,
+        tag_cache: TagListCache | None = None,
     ) -> None:
         self.driver = driver
         self.settings = settings
         self.blobs = BlobStore(driver, cache)
-        self.tags = TagStore(driver)
+        self.tags = TagStore(driver, tag_cache)
         self.uploads = UploadService(driver, self.blobs)
         self.manifests = ManifestStore(
             driver, self.blobs, self.tags, schema1_enabled=settings.schema1_enabled
@@ -44,4 +45,6 @@ class Registry:
 
     async def close(self) -> None:
         await self.blobs.cache.close()
+        if self.tags.cache is not None:
+            await self.tags.cache.close()
         await self.driver.close()

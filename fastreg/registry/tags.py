@@ -1,7 +1,15 @@
 """Tags: `_manifests/tags/<tag>/current/link` names the digest; `index/` keeps every digest the tag
-has had (Distribution's layout, which its garbage collector reads)."""
+has had (Distribution's layout, which its garbage collector reads).
+
+Listing the tags of a repository is one directory listing, which on object storage is a slow LIST
+request; an optional tag-list cache serves repeated lists. Writes through this store forget the
+cached list at once (for every worker when the cache is shared, in Redis); a tag written by
+another server on the same storage (Distribution) shows within the cache's time to live.
+"""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from fastreg.registry import layout
 from fastreg.registry.blobs import read_link
@@ -10,9 +18,17 @@ from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.storage.base import PathNotFound, StorageDriver
 
 
+class TagListCache(Protocol):
+    async def get(self, name: str) -> list[str] | None: ...
+    async def put(self, name: str, tags: list[str]) -> None: ...
+    async def forget(self, name: str) -> None: ...
+    async def close(self) -> None: ...
+
+
 class TagStore:
-    def __init__(self, driver: StorageDriver) -> None:
+    def __init__(self, driver: StorageDriver, cache: TagListCache | None = None) -> None:
         self.driver = driver
+        self.cache = cache
 
     async def get(self, name: str, tag: str) -> Digest:
         digest = await read_link(self.driver, layout.tag_current_link(name, tag))
@@ -25,6 +41,8 @@ class TagStore:
         content = layout.link_content(digest)
         await self.driver.put_content(layout.tag_index_link(name, tag, digest), content)
         await self.driver.put_content(layout.tag_current_link(name, tag), content)
+        if self.cache is not None:
+            await self.cache.forget(name)
 
     async def untag(self, name: str, tag: str) -> None:
         try:
@@ -32,9 +50,22 @@ class TagStore:
             await self.driver.delete(layout.tag_dir(name, tag))
         except PathNotFound:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"tag": tag}) from None
+        finally:
+            if self.cache is not None:
+                await self.cache.forget(name)
 
     async def all(self, name: str) -> list[str]:
         """Every tag of the repository, in ASCII order. NAME_UNKNOWN when the repo has none."""
+        if self.cache is not None:
+            cached = await self.cache.get(name)
+            if cached is not None:
+                return cached
+        tags = await self._list(name)
+        if self.cache is not None:
+            await self.cache.put(name, tags)
+        return tags
+
+    async def _list(self, name: str) -> list[str]:
         try:
             names = await self.driver.list(layout.tags(name))
         except PathNotFound:

@@ -3,6 +3,7 @@ outage never fails a request."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +67,35 @@ async def test_redis_down_is_a_miss_not_an_error(
     assert resp.status == 200 and resp.headers["Content-Length"] == "100"
     digest2 = await push_blob(client, "r/repo", b"y" * 50)
     assert (await client.get(f"/v2/r/repo/blobs/{digest2}")).status == 200
+
+
+async def test_tag_cache_shared_in_redis_sees_writes_of_other_workers_at_once(
+    aiohttp_client: Any, tmp_path: Path, redis_server: RedisServer  # noqa: F811
+) -> None:
+    settings = {"storage__cache__tags": "redis", "storage__cache__tagsttl": "1h",
+                "redis__addr": redis_server.addr}
+    a = await worker(aiohttp_client, tmp_path / "root", **settings)
+    b = await worker(aiohttp_client, tmp_path / "root", **settings)
+    await push_image(a, "tagged/app", "v1")
+    assert (await (await b.get("/v2/tagged/app/tags/list")).json())["tags"] == ["v1"]
+    await push_image(a, "tagged/app", "v2")
+    assert (await (await b.get("/v2/tagged/app/tags/list")).json())["tags"] == ["v1", "v2"]
+    assert (await a.delete("/v2/tagged/app/manifests/v1")).status == 202
+    assert (await (await b.get("/v2/tagged/app/tags/list")).json())["tags"] == ["v2"]
+
+
+async def test_inmemory_tag_cache_expires_for_foreign_writers(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    """A writer that does not share the cache (another process, Distribution) shows after the TTL."""
+    cached = await worker(aiohttp_client, tmp_path / "root",
+                          storage__cache__tags="inmemory", storage__cache__tagsttl="300ms")
+    foreign = await worker(aiohttp_client, tmp_path / "root")
+    await push_image(cached, "ttl/app", "v1")
+    assert (await (await cached.get("/v2/ttl/app/tags/list")).json())["tags"] == ["v1"]
+    await push_image(foreign, "ttl/app", "v2")
+    assert (await (await cached.get("/v2/ttl/app/tags/list")).json())["tags"] == ["v1"]
+    await asyncio.sleep(0.4)
+    assert (await (await cached.get("/v2/ttl/app/tags/list")).json())["tags"] == ["v1", "v2"]
+    await push_image(cached, "ttl/app", "v3")  # its own writes: at once
+    assert (await (await cached.get("/v2/ttl/app/tags/list")).json())["tags"] == ["v1", "v2", "v3"]
