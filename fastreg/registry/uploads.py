@@ -13,6 +13,7 @@ two batches per upload, and a slow disk slows the client (backpressure).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import re
 import uuid
@@ -37,6 +38,12 @@ class UploadStatus:
     name: str
     upload_id: str
     offset: int
+
+
+@dataclass(slots=True)
+class _UploadLock:
+    lock: asyncio.Lock
+    users: int = 0
 
 
 @dataclass(slots=True)
@@ -72,7 +79,7 @@ class UploadService:
         self.driver = driver
         self.blobs = blobs
         self._live: OrderedDict[str, _LiveHash] = OrderedDict()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, _UploadLock] = {}
 
     async def start(self, name: str, algorithm: str = "sha256") -> UploadStatus:
         if algorithm not in SUPPORTED_ALGORITHMS:
@@ -149,11 +156,20 @@ class UploadService:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _lock(self, upload_id: str) -> asyncio.Lock:
-        lock = self._locks.get(upload_id)
-        if lock is None:
-            lock = self._locks[upload_id] = asyncio.Lock()
-        return lock
+    @contextlib.asynccontextmanager
+    async def _lock(self, upload_id: str) -> AsyncIterator[None]:
+        """Serialise requests on one upload in this process; the entry lives while it is used."""
+        entry = self._locks.get(upload_id)
+        if entry is None:
+            entry = self._locks[upload_id] = _UploadLock(asyncio.Lock())
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[upload_id]
 
     def _remember(self, upload_id: str, live: _LiveHash) -> None:
         self._live[upload_id] = live
@@ -163,9 +179,6 @@ class UploadService:
 
     def _forget(self, upload_id: str) -> None:
         self._live.pop(upload_id, None)
-        lock = self._locks.get(upload_id)
-        if lock is not None and not lock.locked():
-            del self._locks[upload_id]
 
     @staticmethod
     def _check_range(offset: int, start: int | None) -> None:

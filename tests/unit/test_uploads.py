@@ -135,3 +135,15 @@ async def test_malformed_upload_id(tmp_path: Path, bad: str) -> None:
 async def test_batched_regroups() -> None:
     out = [b async for b in batched(body(b"a" * 10, b"", b"b" * 10, b"c" * 5), size=16)]
     assert out == [b"a" * 10 + b"b" * 10, b"c" * 5]
+
+
+async def test_no_per_upload_state_is_left_behind(tmp_path: Path) -> None:
+    s = service(tmp_path)
+    for _ in range(20):
+        st = await s.start("repo")
+        await s.append("repo", st.upload_id, body(b"abc"))
+        await s.finish("repo", st.upload_id, Digest.from_bytes(b"abc"))
+    cancelled = await s.start("repo")
+    await s.cancel("repo", cancelled.upload_id)
+    assert s._locks == {}
+    assert cancelled.upload_id not in s._live
