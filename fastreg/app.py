@@ -24,6 +24,7 @@ from fastreg.cache import (
 )
 from fastreg.config import Config
 from fastreg.debug import health_gate, setup_health
+from fastreg.maintenance import setup_maintenance
 from fastreg.metrics import METRICS, Metrics, observe
 from fastreg.notify.service import setup_notifications
 from fastreg.registry.blobs import DescriptorCache
@@ -104,6 +105,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     # (a refused request produces no event)
     setup_auth(app, config)
     setup_notifications(app, config)  # after _registry_lifecycle: it stops before storage closes
+    setup_maintenance(app, config)  # upload purging, online GC; also stop before storage closes
     return app
 
 

@@ -36,6 +36,10 @@ REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids", RequestIds)
 SENDFILE_POOL: web.AppKey[ThreadPoolExecutor] = web.AppKey("sendfile_pool", ThreadPoolExecutor)
 
 
+# set by access control on a mount: may the caller pull from `from`? (absent: no access control)
+MOUNT_FROM_ALLOWED: web.RequestKey[bool] = web.RequestKey("mount_from_allowed", bool)
+
+
 def registry_of(request: web.Request) -> Registry:
     return request.app[REGISTRY]
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from fastreg.api.context import registry_of, url_for
+from fastreg.api.context import MOUNT_FROM_ALLOWED, registry_of, url_for
 from fastreg.api.params import content_length, content_range, range_header
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
@@ -76,7 +76,7 @@ async def _try_mount(request: web.Request, name: str, digest: Digest, source: st
     then opens a normal upload (202): so does a malformed `from`, as in Distribution."""
     registry = registry_of(request)
     if source:
-        if not NAME_RE.fullmatch(source):
+        if not NAME_RE.fullmatch(source) or not request.get(MOUNT_FROM_ALLOWED, True):
             return False
     elif not registry.settings.automount:
         return False

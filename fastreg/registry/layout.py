@@ -94,6 +94,11 @@ def upload_startedat(name: str, upload_id: str) -> str:
     return f"{upload_dir(name, upload_id)}/startedat"
 
 
+def upload_authgrant(name: str, upload_id: str) -> str:
+    """fastreg only: who opened the upload, for `auth.token.uploadgrace` (removed with the dir)."""
+    return f"{upload_dir(name, upload_id)}/authgrant"
+
+
 def uploads(name: str) -> str:
     return f"{REPOSITORIES}/{name}/_uploads"
 

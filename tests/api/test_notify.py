@@ -353,3 +353,24 @@ async def test_no_endpoints_no_middleware(make_client: MakeClient) -> None:
         {"name": "x", "url": "http://127.0.0.1:9/", "disabled": True}]})
     assert NOTIFIER not in client.app
     await push_blob(client, "quiet", b"nothing to send")
+
+
+async def test_events_name_the_authenticated_actor(
+    make_client: MakeClient, listener: Listener, tmp_path: Path
+) -> None:
+    from tests.api.test_auth_htpasswd import basic
+    from tests.auth.tokens import write_htpasswd
+
+    path = write_htpasswd(tmp_path / "htpasswd", {"alice": "wonderland"})
+    client = await make_client(
+        notifications=notify_config(tmp_path, endpoint(listener.url())),
+        auth__htpasswd__realm="test", auth__htpasswd__path=path,
+    )
+    blob = b"actor-blob"
+    resp = await client.post(
+        "/v2/team/actor/blobs/uploads/", params={"digest": sha256(blob)}, data=blob,
+        headers=basic("alice", "wonderland"),
+    )
+    assert resp.status == 201
+    events = await listener.wait(1)
+    assert events[0]["actor"] == {"name": "alice"}
