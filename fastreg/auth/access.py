@@ -45,7 +45,7 @@ class Access(NamedTuple):  # a tuple: built on every request, cheaply
 
 
 class Required(NamedTuple):
-    """Everything in ``accesses`` must be granted; ``mount_from`` only decides mount vs upload."""
+    """Everything in ``accesses`` must be granted, and pull on ``mount_from`` for a token."""
 
     accesses: tuple[Access, ...]
     mount_from: str | None = None

@@ -168,7 +168,9 @@ class TokenController:
                                                  "request_id": request.get("request_id")})
                 raise self.challenge(required, "invalid_token") from None
             self.cache.put(raw, claims, claims.expires + self.verifier.leeway)
-        if not claims.grants.allows_all(required.accesses):
+        # a mount needs pull on `from` too (as in Distribution): without it the client is told
+        # which scope to fetch instead of silently re-uploading the blob
+        if not claims.grants.allows_all(required.challenge_accesses()):
             raise self.challenge(required, "insufficient_scope")
         return Identity(claims.subject, claims.grants, claims)
 

@@ -236,8 +236,10 @@ async def test_mount_needs_pull_on_from(registry: Client, session: Session) -> N
     digest = await push_blob(owner, "src", b"shared layer")  # type: ignore[arg-type]
     pusher = session(registry, make_token(shared_key("rsa"), [access("dst", "pull", "push")]))
     resp = await pusher.post("/v2/dst/blobs/uploads/", params={"mount": digest, "from": "src"})
-    assert resp.status == 202  # a normal upload instead: the blob was not linked
-    assert (await pusher.head(f"/v2/dst/blobs/{digest}")).status == 404
+    await expect_error(resp, 401, "UNAUTHORIZED")  # as Distribution: the challenge names `from`
+    assert 'error="insufficient_scope"' in resp.headers["WWW-Authenticate"]
+    assert "repository:src:pull" in resp.headers["WWW-Authenticate"]
+    assert (await pusher.head(f"/v2/dst/blobs/{digest}")).status == 404  # nothing linked
     both = session(registry, make_token(shared_key("rsa"), [access("dst", "pull", "push"),
                                                             access("src", "pull")]))
     resp = await both.post("/v2/dst/blobs/uploads/", params={"mount": digest, "from": "src"})
