@@ -16,13 +16,14 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from fastreg import __version__
+from fastreg import __version__, commands
 from fastreg.app import create_app
 from fastreg.auth import standalone
 from fastreg.auth.middleware import check_auth
 from fastreg.config import Config, ConfigError, load_config
 from fastreg.debug import start_debug_server, validate
 from fastreg.logs import setup_logging
+from fastreg.storage.base import StorageError
 from fastreg.storage.factory import UnknownDriver
 
 log = logging.getLogger("fastreg")
@@ -103,6 +104,12 @@ def serve(path: str | None, workers: int) -> int:
     except UnknownDriver as exc:
         print(f"fastreg: {exc}", file=sys.stderr)
         return 2
+    except ConfigError as exc:  # a storage driver's parameters, checked when the driver is built
+        print(f"fastreg: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except StorageError as exc:  # the storage health check at start (wrong key, bucket, endpoint)
+        print(f"fastreg: storage is not usable: {exc}", file=sys.stderr)
+        return 1
 
 
 def token_server(path: str | None, addr: str | None) -> int:
@@ -162,7 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_token = sub.add_parser("token-server", help="serve the built-in token issuer alone")
     p_token.add_argument("config", nargs="?", help="config.yml with auth.token.tokenserver")
     p_token.add_argument("--addr", help="host:port (default auth.token.tokenserver.addr, :5001)")
+    commands.add_subcommands(sub)  # garbage-collect, migrate
     args = parser.parse_args(argv)
+    if args.command in commands.COMMANDS:
+        return commands.run(args)
     if args.command == "version":
         print(f"fastreg {__version__}")
         return 0

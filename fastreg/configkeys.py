@@ -100,6 +100,8 @@ _STORAGE = replace(
         maintenance=_struct(
             uploadpurging=_struct(enabled=BOOL, age=DURATION, interval=DURATION, dryrun=BOOL),
             readonly=_struct(enabled=BOOL),
+            # fastreg only: online garbage collection (fastreg.registry.gc.settings)
+            gc=_struct(enabled=BOOL, interval=DURATION, delay=DURATION, dryrun=BOOL),
         ),
         tag=_todo(_struct(concurrencylimit=INT)),  # Distribution 3
     ),

@@ -107,15 +107,7 @@ class ManifestStore:
         await self.blobs.put(manifest.digest, raw)
         content = layout.link_content(manifest.digest)
         await self.driver.put_content(layout.revision_link(name, manifest.digest), content)
-        # Online GC may have parked a referenced blob between the first check and the link: check
-        # again now that the link is visible to its re-scan (fastreg.registry.gc says why).
-        if not await self.blobs.exists(manifest.digest):
-            await self.driver.put_content(layout.blob_data(manifest.digest), raw)
-        try:
-            await self._verify_references(name, manifest)
-        except RegistryError:
-            await _delete_quietly(self.driver, layout.revision_dir(name, manifest.digest))
-            raise
+        await self._verify_after_link(name, manifest)
         if manifest.subject is not None:
             link = layout.referrer_link(name, manifest.subject.digest, manifest.digest)
             await self.driver.put_content(link, content)
@@ -140,6 +132,27 @@ class ManifestStore:
             raise RegistryError(
                 ErrorCode.MANIFEST_BLOB_UNKNOWN,
                 detail={"digest": missing[0]} if len(missing) == 1 else {"digests": missing},
+            )
+
+    async def _verify_after_link(self, name: str, manifest: Manifest) -> None:
+        """Online GC may have parked a blob between the first check and the revision link: check
+        again, on storage itself (not the descriptor cache), now that the link is visible to its
+        re-scan; `fastreg.registry.gc` explains why this closes the race."""
+        own = layout.blob_data(manifest.digest)
+        if not await _stored(self.driver, own):
+            await self.driver.put_content(own, manifest.raw)
+        missing = [
+            b.digest
+            for b in manifest.blobs
+            if not await _stored(self.driver, layout.blob_data(b.digest))
+        ]
+        if missing:
+            for d in missing:
+                await self.blobs.cache.forget(d)  # or the next push would skip the upload again
+            await _delete_quietly(self.driver, layout.revision_dir(name, manifest.digest))
+            raise RegistryError(
+                ErrorCode.MANIFEST_BLOB_UNKNOWN,
+                detail={"digests": [str(d) for d in missing]},
             )
 
     async def delete(self, name: str, digest: Digest) -> None:
@@ -191,6 +204,14 @@ class ManifestStore:
 
 def _with_digest(manifest: Manifest, digest: Digest) -> Manifest:
     return replace(manifest, digest=digest)
+
+
+async def _stored(driver: StorageDriver, path: str) -> bool:
+    try:
+        await driver.stat(path)
+    except PathNotFound:
+        return False
+    return True
 
 
 async def _delete_quietly(driver: StorageDriver, path: str) -> None:

@@ -1,0 +1,94 @@
+"""Background maintenance of a running server: upload purging and online garbage collection.
+
+`setup_maintenance(app, config)` adds one `cleanup_ctx` hook that starts a task per enabled job
+and cancels them on shutdown. Both are off in read-only mode (Distribution turns purging off
+there too). Upload purging starts after a random delay of up to an hour, as in Distribution, so
+that workers and replicas restarted together do not all walk the storage at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from fastreg.api.context import REGISTRY
+from fastreg.config import Config
+from fastreg.registry.gc import GCError, GCOptions, collect
+from fastreg.registry.gc.settings import OnlineGCSettings
+from fastreg.registry.purge import PurgeSettings, purge_uploads
+from fastreg.storage.base import StorageDriver, StorageError
+
+log = logging.getLogger("fastreg.maintenance")
+
+PURGE_JITTER = 3600.0
+
+
+def setup_maintenance(app: web.Application, config: Config, jitter: float = PURGE_JITTER) -> None:
+    readonly = config.storage.readonly
+    purge = PurgeSettings.from_maintenance(config.storage.maintenance, readonly)
+    gc = OnlineGCSettings.from_maintenance(config.storage.maintenance, readonly)
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        driver = app[REGISTRY].driver
+        tasks: list[asyncio.Task[None]] = []
+        if purge.enabled:
+            tasks.append(
+                asyncio.create_task(
+                    _every(
+                        random.uniform(0, jitter),
+                        purge.interval,
+                        lambda: _purge(driver, purge),
+                        "purge",
+                    )
+                )
+            )
+        if gc.enabled:
+            tasks.append(
+                asyncio.create_task(
+                    _every(gc.interval, gc.interval, lambda: _collect(driver, gc), "gc")
+                )
+            )
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.cleanup_ctx.append(run)
+
+
+async def _every(
+    first: float, interval: float, job: Callable[[], Awaitable[None]], name: str
+) -> None:
+    await asyncio.sleep(first)
+    while True:
+        try:
+            await job()
+        except (GCError, StorageError) as exc:  # the next round may fare better
+            log.warning(f"{name} failed", extra={"error": str(exc)})
+        await asyncio.sleep(interval)
+
+
+async def _purge(driver: StorageDriver, settings: PurgeSettings) -> None:
+    await purge_uploads(driver, time.time() - settings.age, settings.dryrun)
+
+
+async def _collect(driver: StorageDriver, settings: OnlineGCSettings) -> None:
+    options = GCOptions(dry_run=settings.dryrun, delay=settings.delay, verbose=False)
+    report = await collect(driver, options)
+    log.info(
+        "garbage collection done",
+        extra={
+            "summary": report.summary(options),
+            "blobs_deleted": report.blobs_deleted,
+            "bytes_freed": report.bytes_freed,
+            "restored": report.restored,
+        },
+    )
