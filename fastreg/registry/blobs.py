@@ -60,7 +60,12 @@ class DescriptorCache(Protocol):
     async def get(self, digest: Digest) -> BlobInfo | None: ...
     async def put(self, info: BlobInfo) -> None: ...
     async def is_linked(self, name: str, digest: Digest) -> bool: ...
-    async def put_link(self, name: str, digest: Digest) -> None: ...
+    async def link_generation(self, name: str) -> str: ...
+    async def put_link(self, name: str, digest: Digest, generation: str | None = None) -> None:
+        """Remember a link; with ``generation`` only if no link of ``name`` was forgotten since
+        it was read (a fill racing with a delete must not resurrect the link)."""
+        ...
+
     async def forget_link(self, name: str, digest: Digest) -> None: ...
     async def forget(self, digest: Digest) -> None: ...
     async def close(self) -> None: ...
@@ -76,7 +81,10 @@ class NoCache:
     async def is_linked(self, name: str, digest: Digest) -> bool:
         return False
 
-    async def put_link(self, name: str, digest: Digest) -> None:
+    async def link_generation(self, name: str) -> str:
+        return ""
+
+    async def put_link(self, name: str, digest: Digest, generation: str | None = None) -> None:
         return None
 
     async def forget_link(self, name: str, digest: Digest) -> None:
@@ -119,9 +127,10 @@ class BlobStore:
     async def is_linked(self, name: str, digest: Digest) -> bool:
         if await self.cache.is_linked(name, digest):
             return True
+        generation = await self.cache.link_generation(name)
         linked = await read_link(self.driver, layout.layer_link(name, digest)) == digest
         if linked:
-            await self.cache.put_link(name, digest)
+            await self.cache.put_link(name, digest, generation)
         return linked
 
     async def stat_in(self, name: str, digest: Digest) -> BlobInfo:

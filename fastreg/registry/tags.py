@@ -19,8 +19,12 @@ from fastreg.storage.base import PathNotFound, StorageDriver
 
 
 class TagListCache(Protocol):
+    """Tag lists by repository. ``put`` stores a list only if no ``forget`` happened since the
+    ``generation`` read before listing storage (else a stale list would replace the cleared one)."""
+
     async def get(self, name: str) -> list[str] | None: ...
-    async def put(self, name: str, tags: list[str]) -> None: ...
+    async def generation(self, name: str) -> str: ...
+    async def put(self, name: str, tags: list[str], generation: str) -> None: ...
     async def forget(self, name: str) -> None: ...
     async def close(self) -> None: ...
 
@@ -56,13 +60,14 @@ class TagStore:
 
     async def all(self, name: str) -> list[str]:
         """Every tag of the repository, in ASCII order. NAME_UNKNOWN when the repo has none."""
-        if self.cache is not None:
-            cached = await self.cache.get(name)
-            if cached is not None:
-                return cached
+        if self.cache is None:
+            return await self._list(name)
+        cached = await self.cache.get(name)
+        if cached is not None:
+            return cached
+        generation = await self.cache.generation(name)
         tags = await self._list(name)
-        if self.cache is not None:
-            await self.cache.put(name, tags)
+        await self.cache.put(name, tags, generation)
         return tags
 
     async def _list(self, name: str) -> list[str]:
