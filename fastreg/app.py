@@ -111,7 +111,11 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
 
 async def _registry_lifecycle(app: web.Application) -> AsyncIterator[None]:
     registry = app[REGISTRY]
-    await registry.driver.healthy()
+    try:
+        await registry.driver.healthy()
+    except BaseException:
+        await registry.close()  # a refused start still releases the driver's connections
+        raise
     log.info("storage ready", extra={"driver": registry.driver.name})
     yield
     await registry.close()

@@ -1,0 +1,90 @@
+"""The `storage.azure` parameters, parsed and checked once at start; every error names the key.
+
+Distribution 2.8 knows `accountname`, `accountkey`, `container` and `realm`; `rootdirectory`,
+`serviceurl` (an endpoint such as Azurite's `http://127.0.0.1:10000/devstoreaccount1`) and the
+`copy_status_poll_*` keys come from Distribution 3, `legacyrootprefix`/`trimlegacyrootprefix`
+from GitLab's fork. `chunksize`, `maxretries`, `presignexpiry`, `connecttimeout` and `readtimeout`
+are fastreg's own.
+
+Blob names: Distribution 2.8 named a blob after the driver path itself, leading slash included
+(`/docker/registry/v2/...`); Distribution 3 drops the slash. fastreg keeps 2.8's names unless
+`legacyrootprefix: false` (or `trimlegacyrootprefix: true`) asks for 3's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastreg.configkeys import ConfigError
+from fastreg.storage.rest import ParamReader
+
+MIB = 1024 * 1024
+DEFAULT_CHUNK = 4 * MIB  # Distribution's block size
+MAX_CHUNK = 100 * MIB
+MIN_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AzureParams:
+    accountname: str
+    accountkey: bytes
+    container: str
+    realm: str = "core.windows.net"
+    serviceurl: str = ""
+    rootdirectory: str = ""
+    legacyrootprefix: bool = True
+    chunksize: int = DEFAULT_CHUNK
+    maxretries: int = 3
+    presignexpiry: float = 20 * 60.0
+    connecttimeout: float = 5.0
+    readtimeout: float = 60.0
+    copypollretries: int = 60
+    copypolldelay: float = 0.1
+
+    @property
+    def service_url(self) -> str:
+        return (self.serviceurl or f"https://{self.accountname}.blob.{self.realm}").rstrip("/")
+
+    def blob_name(self, path: str) -> str:
+        """The blob name of a driver path ("/" names the root directory: "" or "/")."""
+        lead = "/" if self.legacyrootprefix else ""
+        root = f"{self.rootdirectory}/" if self.rootdirectory else ""
+        return lead + root + path.lstrip("/")
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> AzureParams:
+        r = ParamReader(raw, "storage.azure")
+        name, key, container = r.text("accountname"), r.text("accountkey"), r.text("container")
+        for k, v in (("accountname", name), ("accountkey", key), ("container", container)):
+            if not v:
+                raise ConfigError(f"storage.azure.{k}: required")
+        assert name and key and container
+        try:
+            secret = base64.b64decode(key, validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError("storage.azure.accountkey: not a base64 account key") from None
+        legacy, trim = r.flag("legacyrootprefix", None), r.flag("trimlegacyrootprefix", None)
+        if legacy and trim:
+            raise ConfigError(
+                "storage.azure.trimlegacyrootprefix: cannot be used with legacyrootprefix"
+            )
+        return cls(
+            accountname=name,
+            accountkey=secret,
+            container=container,
+            realm=r.text("realm") or "core.windows.net",
+            serviceurl=r.text("serviceurl") or "",
+            rootdirectory=(r.text("rootdirectory") or "").strip("/"),
+            legacyrootprefix=legacy if legacy is not None else not trim,
+            chunksize=r.integer("chunksize", DEFAULT_CHUNK, MIN_CHUNK, MAX_CHUNK),
+            maxretries=r.integer("maxretries", 3, 0, 100),
+            presignexpiry=r.seconds("presignexpiry", 20 * 60.0),
+            connecttimeout=r.seconds("connecttimeout", 5.0),
+            readtimeout=r.seconds("readtimeout", 60.0),
+            copypollretries=r.integer("copy_status_poll_max_retry", 60, 1, 100_000),
+            copypolldelay=r.seconds("copy_status_poll_delay", 0.1),
+        )
