@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -44,17 +45,33 @@ def registry_of(request: web.Request) -> Registry:
     return request.app[REGISTRY]
 
 
+# what a proxy may claim as the client's scheme (RFC 3986) and host[:port] (RFC 7230 Host)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%-]+)(?::[0-9]{1,5})?")
+
+
 def url_for(request: web.Request, path: str) -> str:
     """A Location for ``path``: relative when configured, else absolute on the visible host.
 
-    The scheme and host come from `http.host`, else from X-Forwarded-Proto/-Host (nginx in front
-    terminating TLS), else from the request itself.
+    The scheme and host come from `http.host`, else from the first element of an RFC 7239
+    `Forwarded` header (`proto=`, `host=`), else from X-Forwarded-Proto/-Host (first of a list),
+    else from the request itself; each part separately, and a malformed value is passed over.
+    A proxy in front must set (or remove) the headers it does not want clients to choose.
     """
     settings = request.app[HTTP]
     if settings.relativeurls:
         return path
     if settings.host:
         return settings.host.rstrip("/") + path
-    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip() or request.scheme
-    host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip() or request.host
-    return f"{proto}://{host}{path}"
+    forwarded = request.forwarded[0] if request.forwarded else {}
+    headers = request.headers
+    proto = _claimed(_SCHEME, forwarded.get("proto"), headers.get("X-Forwarded-Proto"))
+    host = _claimed(_HOST, forwarded.get("host"), headers.get("X-Forwarded-Host"))
+    return f"{(proto or request.scheme).lower()}://{host or request.host}{path}"
+
+
+def _claimed(pattern: re.Pattern[str], forwarded: str | None, x_forwarded: str | None) -> str:
+    for value in (forwarded, (x_forwarded or "").split(",")[0].strip()):
+        if value and pattern.fullmatch(value):
+            return value
+    return ""
