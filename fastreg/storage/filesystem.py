@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import functools
 import errno
+import functools
 import os
 import shutil
 import uuid

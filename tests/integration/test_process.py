@@ -215,6 +215,7 @@ def run_serve(tmp_path: Path, config: str) -> subprocess.CompletedProcess[str]:
     env["PYTHONPATH"] = str(REPO_ROOT)
     return subprocess.run(
         [sys.executable, "-m", "fastreg", "serve", str(cfg)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=READY_TIMEOUT,
@@ -246,6 +247,7 @@ def test_python_dash_m_and_version_command() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     out = subprocess.run(
         [sys.executable, "-m", "fastreg", "version"],
+        check=False,
         capture_output=True,
         text=True,
         env=env,
