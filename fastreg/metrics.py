@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from fastreg.api.context import ROUTE
 from fastreg.api.middleware import received_bytes, sent_bytes
 from fastreg.api.routes import match
 
@@ -183,7 +184,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     finally:
         metrics.in_flight[key] -= 1
-        route = str(request.get("route") or "other")
+        route = str(request.get(ROUTE) or "other")
         method = request.method
         metrics.requests.inc((route, method, str(status)))
         metrics.duration.observe((route, method), time.perf_counter() - started)

@@ -38,6 +38,13 @@ SENDFILE_POOL: web.AppKey[ThreadPoolExecutor] = web.AppKey("sendfile_pool", Thre
 
 
 # set by access control on a mount: may the caller pull from `from`? (absent: no access control)
+# what the dispatcher learns about a request, for the sinks outside the handlers (access log,
+# metrics, auth, notifications)
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+ROUTE: web.RequestKey[str] = web.RequestKey("route", str)
+REPOSITORY: web.RequestKey[str] = web.RequestKey("repository", str)
+PARAMS: web.RequestKey[dict[str, str]] = web.RequestKey("params", dict)
+ACTOR: web.RequestKey[str] = web.RequestKey("actor", str)
 MOUNT_FROM_ALLOWED: web.RequestKey[bool] = web.RequestKey("mount_from_allowed", bool)
 
 

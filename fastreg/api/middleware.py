@@ -13,7 +13,7 @@ import time
 from aiohttp import http_exceptions, web
 from aiohttp.typedefs import Handler
 
-from fastreg.api.context import HTTP, REQUEST_IDS
+from fastreg.api.context import HTTP, PARAMS, REPOSITORY, REQUEST_ID, REQUEST_IDS, ROUTE
 from fastreg.api.errors import error_response, status_of
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.storage.base import StorageError
@@ -27,7 +27,7 @@ API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
 @web.middleware
 async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = request.headers.get("X-Request-Id", "")[:64] or request.app[REQUEST_IDS].next()
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     started = time.perf_counter()
     status = 500
     response: web.StreamResponse | None = None
@@ -45,8 +45,8 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
                 "request_id": request_id,
                 "method": request.method,
                 "path": request.path,
-                "route": request.get("route"),
-                "repository": request.get("repository"),
+                "route": request.get(ROUTE),
+                "repository": request.get(REPOSITORY),
                 "status": status,
                 "digest": _digest(request, response),
                 "bytes_in": received_bytes(request),
@@ -58,7 +58,7 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 def _digest(request: web.Request, response: web.StreamResponse | None) -> str | None:
-    params = request.get("params") or {}
+    params = request.get(PARAMS) or {}
     if response is not None and "Docker-Content-Digest" in response.headers:
         return response.headers["Docker-Content-Digest"]
     return params.get("digest") or None
@@ -87,7 +87,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except RegistryError as err:
         return error_response(err)
     except StorageError as exc:
-        errlog.error("storage error", extra={"request_id": request.get("request_id"), "error": str(exc)})
+        errlog.error("storage error", extra={"request_id": request.get(REQUEST_ID), "error": str(exc)})
         return error_response(RegistryError(ErrorCode.UNAVAILABLE, detail="storage backend error"))
     except (http_exceptions.HttpProcessingError, ConnectionError) as exc:
         # the client sent a broken body or went away mid-request: its fault, not a server error
@@ -98,7 +98,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         code = _code_for_status(exc.status)
         return error_response(RegistryError(code, exc.reason))
     except Exception:  # noqa: BLE001 - the one place every unexpected failure becomes 500 UNKNOWN
-        errlog.exception("unhandled error", extra={"request_id": request.get("request_id")})
+        errlog.exception("unhandled error", extra={"request_id": request.get(REQUEST_ID)})
         return error_response(RegistryError(ErrorCode.UNKNOWN))
 
 

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from fastreg.api import base, blobs, listing, manifests, uploads
-from fastreg.api.context import registry_of
+from fastreg.api.context import PARAMS, REPOSITORY, ROUTE, registry_of
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.names import validate_name
 
@@ -116,13 +116,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             headers={"Allow": ", ".join(route.methods)},
         )
     if "name" in params:
-        validate_name(params["name"])
+        request[REPOSITORY] = validate_name(params["name"])
     if request.method in WRITES and registry_of(request).settings.readonly:
         raise RegistryError(ErrorCode.UNSUPPORTED, "the registry is in read-only mode")
     # what sinks outside the handlers (access log, auth, notifications) read about the request
-    request["route"] = route.name
-    request["repository"] = params.get("name")
-    request["params"] = params
+    request[ROUTE] = route.name
+    request[PARAMS] = params
     return await handler(request, params)
 
 

@@ -22,7 +22,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from fastreg.api.context import MOUNT_FROM_ALLOWED, registry_of
+from fastreg.api.context import ACTOR, MOUNT_FROM_ALLOWED, REQUEST_ID, registry_of
 from fastreg.api.routes import resolve
 from fastreg.auth.access import (
     PULL,
@@ -88,7 +88,7 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     controller = request.app[ACCESS]
     identity = await controller.authorize(request, route.name, params, required)
     if identity.subject:
-        request["actor"] = identity.subject  # the `actor.name` of notification events
+        request[ACTOR] = identity.subject  # the `actor.name` of notification events
     if required.mount_from is not None:
         source = Access(REPOSITORY, required.mount_from, PULL)
         request[MOUNT_FROM_ALLOWED] = identity.grants.allows(source)
@@ -165,7 +165,7 @@ class TokenController:
                 return graced
             except InvalidToken as exc:
                 log.info("token refused", extra={"reason": str(exc),
-                                                 "request_id": request.get("request_id")})
+                                                 "request_id": request.get(REQUEST_ID)})
                 raise self.challenge(required, "invalid_token") from None
             self.cache.put(raw, claims, claims.expires + self.verifier.leeway)
         # a mount needs pull on `from` too (as in Distribution): without it the client is told
@@ -237,7 +237,7 @@ class TokenController:
             return None
         log.info("expired token admitted for its upload (uploadgrace)",
                  extra={"upload_id": upload_id, "repository": name,
-                        "request_id": request.get("request_id")})
+                        "request_id": request.get(REQUEST_ID)})
         return Identity(claims.subject, claims.grants)
 
 

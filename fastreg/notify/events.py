@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from fastreg.api.context import url_for
+from fastreg.api.context import ACTOR, PARAMS, REPOSITORY, REQUEST_ID, ROUTE, url_for
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import RegistryError
 from fastreg.registry.service import Registry
@@ -52,9 +52,9 @@ def _int(value: str | None) -> int | None:
 
 def derive(request: web.Request, response: web.StreamResponse) -> list[Draft]:
     """The events a finished request produces (none for HEAD, failures and other routes)."""
-    route = request.get("route")
-    repository = request.get("repository")
-    params: dict[str, str] = request.get("params") or {}
+    route = request.get(ROUTE)
+    repository = request.get(REPOSITORY)
+    params: dict[str, str] = request.get(PARAMS) or {}
     if request.method == "HEAD" or not route or not repository:
         return []
     method, status = request.method, response.status
@@ -170,7 +170,7 @@ class Bridge:
             "action": draft.action,
             "target": target,
             "request": {
-                "id": request.get("request_id") or "",
+                "id": request.get(REQUEST_ID) or "",
                 "addr": remote_addr(request),
                 "host": request.host,
                 "method": request.method,
@@ -179,7 +179,7 @@ class Bridge:
             "actor": {},
             "source": self.source,
         }
-        actor = request.get("actor")
+        actor = request.get(ACTOR)
         if isinstance(actor, str) and actor:
             event["actor"] = {"name": actor}
         return event

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from fastreg.api.context import REGISTRY
+from fastreg.api.context import REGISTRY, REQUEST_ID
 from fastreg.config import Config, ConfigError
 from fastreg.configkeys import as_bool
 from fastreg.notify.config import NotifyConfig, parse_notifications
@@ -76,7 +76,7 @@ class Notifier:
                 complete = await self.bridge.complete(draft)
             except Exception as exc:  # noqa: BLE001 - storage hiccup: send what the response said
                 log.warning("could not complete notification event",
-                            extra={"request_id": request.get("request_id"), "error": str(exc)})
+                            extra={"request_id": request.get(REQUEST_ID), "error": str(exc)})
                 complete = draft
             futures += self.broadcaster.put(self.bridge.event(request, complete), durable)
         if futures:
