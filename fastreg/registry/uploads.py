@@ -18,7 +18,7 @@ import datetime
 import re
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.storage.base import FileWriter, PathNotFound, StorageDriver
 
 BATCH = 1024 * 1024
+DEPTH = 4  # batches waiting per lane (hash, write): the read-ahead of one upload
 MAX_LIVE_HASHERS = 4096
 _UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -242,19 +243,55 @@ class UploadService:
 
 
 async def _ingest(writer: FileWriter, hasher: Any, body: AsyncIterator[bytes]) -> None:
-    """Hash and write each batch on threads while the next batch is read from the client."""
+    """Hash and write the body on two independent lanes while it is read from the client.
+
+    Each lane keeps the batches in order, and neither waits for the other: the next batch is
+    hashed while the previous one is still being written. Each lane holds at most DEPTH batches,
+    so a slow disk (or hash) slows the reading of the request: backpressure, bounded memory.
+    """
     loop = asyncio.get_running_loop()
-    pending: asyncio.Future[Any] | None = None
+    lanes: list[asyncio.Queue[bytes | None]] = [asyncio.Queue(DEPTH), asyncio.Queue(DEPTH)]
+
+    async def hash_lane(queue: asyncio.Queue[bytes | None]) -> None:
+        while (batch := await queue.get()) is not None:
+            await loop.run_in_executor(None, hasher.update, batch)
+
+    async def write_lane(queue: asyncio.Queue[bytes | None]) -> None:
+        while (batch := await queue.get()) is not None:
+            await writer.write(batch)
+
+    workers = [asyncio.ensure_future(hash_lane(lanes[0])), asyncio.ensure_future(write_lane(lanes[1]))]
     try:
         async for batch in batched(body):
-            if pending is not None:
-                await pending
-            pending = asyncio.gather(
-                loop.run_in_executor(None, hasher.update, batch), writer.write(batch)
-            )
-        if pending is not None:
-            await pending
-            pending = None
+            for queue in lanes:
+                await _feed(queue, batch, workers)
+        for queue in lanes:
+            await _feed(queue, None, workers)
+        await asyncio.gather(*workers)
     finally:
-        if pending is not None:
-            await asyncio.wait([pending])
+        if not all(w.done() for w in workers):
+            # never abandon a lane mid-operation: a write still running on a thread must end
+            # before the caller closes the file. Drop what waits, and let each lane stop.
+            for queue in lanes:
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(None)
+            await asyncio.wait(workers)
+
+
+async def _feed(
+    queue: asyncio.Queue[bytes | None], item: bytes | None, workers: Sequence[asyncio.Future[None]]
+) -> None:
+    """Put ``item`` on a lane, or raise the failure of a lane that stopped meanwhile."""
+    if not queue.full():
+        queue.put_nowait(item)
+        return
+    put = asyncio.ensure_future(queue.put(item))
+    pending: set[asyncio.Future[None]] = {put, *workers}
+    while not put.done():
+        # a lane that ends (its None taken) is no failure: wait on until the put lands
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        failed = [w for w in done if w is not put and (w.cancelled() or w.exception())]
+        if failed:
+            put.cancel()
+            await failed[0]  # raises the lane's error

@@ -147,3 +147,44 @@ async def test_no_per_upload_state_is_left_behind(tmp_path: Path) -> None:
     await s.cancel("repo", cancelled.upload_id)
     assert s._locks == {}
     assert cancelled.upload_id not in s._live
+
+
+class SlowWriter:
+    """A writer slower than hashing (so its lane is full when the body ends), optionally failing."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.data = bytearray()
+        self.fail_at = fail_at
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    async def write(self, data: bytes) -> None:
+        await asyncio.sleep(0.01)
+        if self.fail_at is not None and len(self.data) >= self.fail_at:
+            raise OSError("disk full")
+        self.data += data
+
+
+async def test_ingest_with_a_slow_writer_delivers_everything() -> None:
+    from fastreg.registry.uploads import _ingest
+
+    payload = os.urandom(12 * 1024 * 1024 + 3)
+    writer = SlowWriter()
+    hasher = hashlib.sha256()
+    chunks = [payload[i : i + 65536] for i in range(0, len(payload), 65536)]
+    await asyncio.wait_for(_ingest(writer, hasher, body(*chunks)), 30)  # type: ignore[arg-type]
+    assert bytes(writer.data) == payload
+    assert hasher.hexdigest() == hashlib.sha256(payload).hexdigest()
+
+
+async def test_ingest_raises_a_write_failure_instead_of_hanging() -> None:
+    from fastreg.registry.uploads import _ingest
+
+    payload = os.urandom(12 * 1024 * 1024)
+    chunks = [payload[i : i + 65536] for i in range(0, len(payload), 65536)]
+    with pytest.raises(OSError, match="disk full"):
+        await asyncio.wait_for(
+            _ingest(SlowWriter(fail_at=3 * 1024 * 1024), hashlib.sha256(), body(*chunks)), 30  # type: ignore[arg-type]
+        )
