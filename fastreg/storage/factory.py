@@ -19,7 +19,27 @@ def create_driver(name: str, parameters: Mapping[str, Any]) -> StorageDriver:
         return FilesystemDriver.from_parameters(parameters)
     if name == "inmemory":
         return InMemoryDriver.from_parameters(parameters)
+    if name in ("s3", "s3aws"):  # Distribution registers its s3 driver under both names
+        from fastreg.storage.s3 import S3Driver  # aiobotocore is imported only when used
+
+        return S3Driver.from_parameters(parameters)
+    if name == "azure":
+        from fastreg.storage.azure import AzureDriver
+
+        return AzureDriver.from_parameters(parameters)
+    if name == "gcs":
+        from fastreg.storage.gcs import GCSDriver
+
+        return GCSDriver.from_parameters(parameters)
+    if name == "swift":
+        from fastreg.storage.swift import SwiftDriver
+
+        return SwiftDriver.from_parameters(parameters)
+    if name == "oss":  # over OSS's S3-compatible API: the S3 driver, built from OSS's keys
+        from fastreg.storage.oss import OssDriver
+
+        return OssDriver.from_parameters(parameters)
     raise UnknownDriver(
         f"storage driver {name!r} is not supported by this fastreg version "
-        "(supported: filesystem, inmemory)"
+        "(supported: filesystem, inmemory, s3, azure, gcs, swift, oss)"
     )

@@ -136,6 +136,9 @@ def registry_config(root: Path, port: int, extra: dict | None = None) -> str:
     }
     if extra:
         body = _deep_merge(body, extra)
+        remote = {"s3", "azure", "gcs", "swift", "oss"}
+        if remote & set(extra.get("storage", {})):  # one driver only: it replaces the filesystem
+            del body["storage"]["filesystem"]
     # `version: 0.1` is written unquoted, exactly as Distribution's docs show it.
     return "version: 0.1\n" + _to_yaml(body) + "\n"
 

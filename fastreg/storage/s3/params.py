@@ -1,0 +1,178 @@
+"""The `storage.s3` parameters of Distribution's s3 driver, parsed and checked once at start.
+
+Values arrive raw from YAML or the environment (strings, ints, bools); every check names the key.
+Keys are Distribution's; `presignexpiry` and `connecttimeout`/`readtimeout` are fastreg's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastreg.configkeys import ConfigError, parse_duration
+
+MIN_PART = 5 * 1024 * 1024
+MAX_PART = 5 * 1024 * 1024 * 1024
+MAX_PARTS = 10_000
+DEFAULT_CHUNK = 10 * 1024 * 1024
+DEFAULT_COPY_CHUNK = 32 * 1024 * 1024
+DEFAULT_COPY_THRESHOLD = 32 * 1024 * 1024
+DEFAULT_COPY_CONCURRENCY = 100
+DEFAULT_RETRIES = 3
+
+_STORAGE_CLASSES = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER_IR",
+    "NONE",
+)
+
+
+def split(size: int, chunk: int, last_min: int = 0) -> list[tuple[int, int]]:
+    """Inclusive byte ranges of at most ``chunk`` bytes covering ``size`` bytes.
+
+    A last range shorter than ``last_min`` is merged into the one before (S3 parts other than
+    the last must be >= 5 MiB), so ``chunk`` is kept ``last_min`` below the 5 GiB part limit.
+    """
+    chunk = max(MIN_PART, min(chunk, MAX_PART - last_min))
+    ranges = [(start, min(size, start + chunk) - 1) for start in range(0, size, chunk)]
+    if len(ranges) > 1 and ranges[-1][1] - ranges[-1][0] + 1 < last_min:
+        last = ranges.pop()
+        ranges[-1] = (ranges[-1][0], last[1])
+    return ranges
+
+
+@dataclass(frozen=True, slots=True)
+class S3Params:
+    bucket: str
+    region: str = "us-east-1"
+    accesskey: str | None = None
+    secretkey: str | None = None
+    sessiontoken: str | None = None
+    regionendpoint: str | None = None
+    forcepathstyle: bool = False
+    rootdirectory: str = ""
+    chunksize: int = DEFAULT_CHUNK
+    multipartcopychunksize: int = DEFAULT_COPY_CHUNK
+    multipartcopythresholdsize: int = DEFAULT_COPY_THRESHOLD
+    multipartcopymaxconcurrency: int = DEFAULT_COPY_CONCURRENCY
+    secure: bool = True
+    skipverify: bool = False
+    v4auth: bool = True
+    storageclass: str | None = "STANDARD"
+    encrypt: bool = False
+    keyid: str | None = None
+    maxrequestspersecond: float = 0.0  # 0: unlimited
+    maxretries: int = DEFAULT_RETRIES
+    presignexpiry: float = 20 * 60.0
+    connecttimeout: float = 5.0
+    readtimeout: float = 60.0
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The endpoint with a scheme: Distribution accepts a bare host and picks by `secure`."""
+        if not self.regionendpoint:
+            return None
+        if "://" in self.regionendpoint:
+            return self.regionendpoint.rstrip("/")
+        return f"{'https' if self.secure else 'http'}://{self.regionendpoint.rstrip('/')}"
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> S3Params:
+        p = _Reader(raw)
+        bucket = p.text("bucket")
+        if not bucket:
+            raise ConfigError("storage.s3.bucket: required")
+        endpoint = p.text("regionendpoint")
+        region = p.text("region") or ("us-east-1" if endpoint else None)
+        if not region:
+            raise ConfigError("storage.s3.region: required (or set regionendpoint)")
+        v4auth = p.flag("v4auth", True)
+        if not v4auth and (not endpoint or "amazonaws.com" in endpoint):
+            raise ConfigError("storage.s3.v4auth: Amazon S3 accepts only v4 authentication")
+        storageclass = (p.text("storageclass") or "STANDARD").upper()
+        if storageclass not in _STORAGE_CLASSES:
+            known = ", ".join(_STORAGE_CLASSES)
+            raise ConfigError(f"storage.s3.storageclass: {storageclass!r} is not one of {known}")
+        return cls(
+            bucket=bucket,
+            region=region,
+            accesskey=p.text("accesskey"),
+            secretkey=p.text("secretkey"),
+            sessiontoken=p.text("sessiontoken"),
+            regionendpoint=endpoint,
+            # Distribution 2.8 always uses path-style addressing with a custom endpoint
+            forcepathstyle=p.flag("forcepathstyle", bool(endpoint)),
+            rootdirectory=(p.text("rootdirectory") or "").strip("/"),
+            chunksize=p.integer("chunksize", DEFAULT_CHUNK, MIN_PART, MAX_PART),
+            multipartcopychunksize=p.integer(
+                "multipartcopychunksize", DEFAULT_COPY_CHUNK, MIN_PART, MAX_PART
+            ),
+            multipartcopythresholdsize=p.integer(
+                "multipartcopythresholdsize", DEFAULT_COPY_THRESHOLD, 0, MAX_PART
+            ),
+            multipartcopymaxconcurrency=p.integer(
+                "multipartcopymaxconcurrency", DEFAULT_COPY_CONCURRENCY, 1, 1000
+            ),
+            secure=p.flag("secure", True),
+            skipverify=p.flag("skipverify", False),
+            v4auth=v4auth,
+            storageclass=None if storageclass == "NONE" else storageclass,
+            encrypt=p.flag("encrypt", False),
+            keyid=p.text("keyid"),
+            maxrequestspersecond=float(p.integer("maxrequestspersecond", 0, 0, 1_000_000)),
+            maxretries=p.integer("maxretries", DEFAULT_RETRIES, 0, 100),
+            presignexpiry=p.seconds("presignexpiry", 20 * 60.0),
+            connecttimeout=p.seconds("connecttimeout", 5.0),
+            readtimeout=p.seconds("readtimeout", 60.0),
+        )
+
+
+class _Reader:
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = raw
+
+    def text(self, key: str) -> str | None:
+        value = self.raw.get(key)
+        if value is None or value == "":
+            return None
+        if isinstance(value, (Mapping, list, tuple, bool)):
+            raise ConfigError(f"storage.s3.{key}: expected a string, got {value!r}")
+        return str(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.raw.get(key)
+        if value is None or value == "":
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        raise ConfigError(f"storage.s3.{key}: expected a boolean, got {value!r}")
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.raw.get(key)
+        if value is None or value == "":
+            return default
+        try:
+            number = value if isinstance(value, int) else int(str(value).strip(), 0)
+        except ValueError:
+            number = None
+        if number is None or isinstance(value, bool):
+            raise ConfigError(f"storage.s3.{key}: expected an integer, got {value!r}")
+        if not low <= number <= high:
+            raise ConfigError(f"storage.s3.{key}: {number} is not between {low} and {high}")
+        return number
+
+    def seconds(self, key: str, default: float) -> float:
+        value = self.raw.get(key)
+        if value is None or value == "":
+            return default
+        seconds = float(value) if isinstance(value, (int, float)) else parse_duration(str(value))
+        if isinstance(value, bool) or seconds <= 0:
+            raise ConfigError(f"storage.s3.{key}: expected a positive duration, got {value!r}")
+        return seconds

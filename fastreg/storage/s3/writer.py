@@ -1,0 +1,181 @@
+"""Appending to an S3 object: streamed multipart uploads, one part in flight and one buffering.
+
+S3 cannot append, and the parts of an unfinished multipart upload cannot be read back, while an
+upload session must be readable (another worker re-hashes it) and resumable after a restart. So
+each writer session ends, at ``commit``, with a complete object at the key (Distribution's layout,
+readable and stat-able by any process), and appending again starts a new multipart upload whose
+first parts are the existing object: server-side UploadPartCopy when it is >= 5 MiB, else its few
+bytes are read back into the buffer. A session that ends without ``commit`` (client gone, S3 down,
+crash) aborts its upload and leaves the previous object untouched: never a half-written file.
+
+Parts are ``chunksize`` bytes, doubling every 1000 parts (capped at 5 GiB), so a stream of unknown
+length never needs more than 10,000 parts; ``write`` returns as soon as its bytes are buffered or
+handed to the part upload in flight, so reading the client overlaps with sending to S3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from fastreg.storage.base import PathNotFound, StorageError
+from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, MIN_PART, split
+
+if TYPE_CHECKING:
+    from fastreg.storage.s3.driver import S3Driver
+
+#: Parts of the existing object copied when appending leave room for 9,000 streamed parts.
+SEED_PARTS = 1000
+
+
+class S3Writer:
+    def __init__(self, driver: S3Driver, path: str, base: int, exists: bool) -> None:
+        self._driver = driver
+        self._path = path
+        self._key = driver.key(path)
+        self._base = base  # bytes of the stored object this session appends to
+        self._exists = exists
+        self._seeded = False  # the stored bytes are in the buffer or copied as parts
+        self._written = 0
+        self._buf = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._next_part = 1
+        self._inflight: asyncio.Task[dict[str, Any]] | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(cls, driver: S3Driver, path: str, append: bool) -> S3Writer:
+        if not append:  # truncate now, as O_TRUNC does: the empty file is visible at once
+            await driver.put_content(path, b"")
+            return cls(driver, path, 0, True)
+        try:
+            info = await driver.stat(path)
+        except PathNotFound:
+            return cls(driver, path, 0, False)
+        if info.is_dir:
+            raise StorageError(f"{path}: is a directory")
+        return cls(driver, path, info.size, True)
+
+    @property
+    def size(self) -> int:
+        return self._base + self._written
+
+    def part_size(self, number: int) -> int:
+        return min(MAX_PART, self._driver.params.chunksize << ((number - 1) // 1000))
+
+    async def write(self, data: bytes) -> None:
+        if self._closed:
+            raise StorageError("write on a closed writer")
+        if not data:
+            return
+        if not self._seeded:
+            await self._seed()
+        self._buf += data
+        self._written += len(data)
+        while len(self._buf) >= (size := self.part_size(self._next_part)):
+            with memoryview(self._buf) as view:
+                part = bytes(view[:size])
+            del self._buf[:size]
+            await self._ship(part)
+
+    async def commit(self) -> None:
+        if self._closed:
+            raise StorageError("commit on a closed writer")
+        if not self._seeded:  # nothing written: an append on a missing file still creates it
+            if not self._exists:
+                await self._driver.put_content(self._path, b"")
+                self._exists = True
+            return
+        if self._upload_id is None:
+            await self._driver.put_content(self._path, bytes(self._buf))
+        else:
+            if self._buf:
+                await self._ship(bytes(self._buf))
+            await self._drain()
+            await self._driver.s3.call(
+                "complete_multipart_upload",
+                self._path,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": sorted(self._parts, key=lambda p: p["PartNumber"])},
+            )
+        # the object is whole again: later writes append to it as a new session would
+        self._base, self._written, self._exists = self.size, 0, True
+        self._buf = bytearray()
+        self._upload_id, self._parts, self._next_part, self._seeded = None, [], 1, False
+
+    async def cancel(self) -> None:
+        await self.close()
+        await self._driver.s3.call("delete_object", self._path, Key=self._key)
+
+    async def close(self) -> None:
+        """Drop what was not committed; safe twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._buf = bytearray()
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        if self._upload_id is not None:
+            await self._driver.abort(self._path, self._key, self._upload_id)
+            self._upload_id = None
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _seed(self) -> None:
+        """Put the stored bytes in front of what this session writes."""
+        self._seeded = True
+        if self._base == 0:
+            return
+        if self._base < MIN_PART:  # too small to be a part: carry the bytes over
+            data = await self._driver.get_content(self._path, MIN_PART)
+            if len(data) != self._base:
+                raise StorageError(f"{self._path}: changed by another writer")
+            self._buf[:0] = data
+            return
+        await self._start()
+        assert self._upload_id is not None
+        chunk = max(self._driver.params.multipartcopychunksize, -(-self._base // SEED_PARTS))
+        ranges = split(self._base, chunk, last_min=MIN_PART)
+        self._parts = await self._driver.copy_parts(
+            self._path, self._key, self._key, self._upload_id, ranges, 1
+        )
+        self._next_part = len(ranges) + 1
+
+    async def _start(self) -> None:
+        upload = await self._driver.s3.call(
+            "create_multipart_upload", self._path, Key=self._key, **self._driver.put_args()
+        )
+        self._upload_id = upload["UploadId"]
+
+    async def _ship(self, part: bytes) -> None:
+        """Hand one part to the uploader, after the part before it has landed."""
+        if self._upload_id is None:
+            await self._start()
+        await self._drain()
+        number = self._next_part
+        if number > MAX_PARTS:
+            raise StorageError(f"{self._path}: more than {MAX_PARTS} parts")
+        self._next_part += 1
+        self._inflight = asyncio.ensure_future(self._upload(number, part))
+
+    async def _drain(self) -> None:
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            self._parts.append(await task)
+
+    async def _upload(self, number: int, part: bytes) -> dict[str, Any]:
+        resp = await self._driver.s3.call(
+            "upload_part",
+            self._path,
+            Key=self._key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=part,
+        )
+        return {"PartNumber": number, "ETag": resp["ETag"]}

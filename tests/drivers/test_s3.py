@@ -1,0 +1,274 @@
+"""What only the S3 driver has: Distribution's key layout, multipart streaming and resumption,
+multipart copy, presigned URLs, credentials and outage errors. Against a real SeaweedFS."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from fastreg.configkeys import ConfigError
+from fastreg.storage import factory
+from fastreg.storage.base import PathNotFound, StorageError
+from fastreg.storage.s3 import S3Driver, S3Params
+from fastreg.storage.s3 import driver as s3_driver
+from fastreg.storage.s3.params import MAX_PART, MIN_PART, split
+from tests.seaweed import SeaweedFS
+
+pytestmark = pytest.mark.s3
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+async def make(seaweedfs: SeaweedFS, s3_bucket: str) -> AsyncIterator[Any]:
+    """``make(**params)``: drivers on the test's bucket, closed at the end."""
+    drivers: list[S3Driver] = []
+
+    def build(**extra: Any) -> S3Driver:
+        d = S3Driver.from_parameters(seaweedfs.s3_parameters(s3_bucket, **extra))
+        drivers.append(d)
+        return d
+
+    yield build
+    for d in drivers:
+        await d.close()
+
+
+async def read_all(d: S3Driver, path: str) -> bytes:
+    return b"".join([c async for c in d.reader(path)])
+
+
+async def test_keys_follow_distribution_layout(
+    make: Any, seaweedfs: SeaweedFS, s3_bucket: str
+) -> None:
+    # Distribution's s3Path: rootdirectory + path with leading (and the root's trailing) "/" removed
+    await make(rootdirectory="/reg/").put_content("/docker/registry/v2/x", b"1")
+    await make().put_content("/docker/registry/v2/y", b"2")
+    assert sorted(seaweedfs.keys(s3_bucket)) == ["docker/registry/v2/y", "reg/docker/registry/v2/x"]
+    assert await make(rootdirectory="reg").list("/docker/registry/v2") == ["x"]
+    assert factory.create_driver("s3aws", seaweedfs.s3_parameters(s3_bucket)).name == "s3"
+
+
+async def test_streamed_upload_resumes_in_another_driver(
+    make: Any, seaweedfs: SeaweedFS, s3_bucket: str
+) -> None:
+    # PATCHes of odd sizes, each one in a new driver (another worker, or after a restart)
+    data = os.urandom(23 * MIB + 12345)
+    cuts = [0, 1, 3 * MIB, 3 * MIB + 7, 14 * MIB, len(data)]
+    for start, end in itertools.pairwise(cuts):
+        d = make(chunksize=5 * MIB)
+        w = await d.writer("/up/data", append=start > 0)
+        assert w.size == start
+        for i in range(start, end, MIB):  # the API hands over ~1 MiB batches
+            await w.write(data[i : min(end, i + MIB)])
+        assert w.size == end
+        await w.commit()
+        await w.close()
+        assert (await d.stat("/up/data")).size == end
+    d = make()
+    assert hashlib.sha256(await read_all(d, "/up/data")).digest() == hashlib.sha256(data).digest()
+    assert seaweedfs.keys(s3_bucket) == ["up/data"]
+    assert not seaweedfs.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+
+
+async def test_uncommitted_write_leaves_the_file_as_it_was(
+    make: Any, seaweedfs: SeaweedFS, s3_bucket: str
+) -> None:
+    d = make(chunksize=5 * MIB)
+    await d.put_content("/up/data", b"before")
+    w = await d.writer("/up/data", append=True)
+    await w.write(os.urandom(11 * MIB))  # two parts went out
+    await w.close()  # the client went away: no commit
+    assert await d.get_content("/up/data") == b"before"
+    assert not seaweedfs.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+
+
+async def test_write_overlaps_part_upload_and_buffers_at_most_two_parts(make: Any) -> None:
+    d = make(chunksize=5 * MIB)
+    w = await d.writer("/up/data", append=False)
+    batch = os.urandom(MIB)
+    peak = 0
+    for _ in range(16):
+        await w.write(batch)
+        inflight = w._inflight is not None and not w._inflight.done()
+        peak = max(peak, len(w._buf) + (5 * MIB if inflight else 0))
+    assert w._inflight is not None  # a part upload is still running while the client sends more
+    assert peak <= 2 * 5 * MIB
+    await w.commit()
+    await w.close()
+    assert (await d.stat("/up/data")).size == 16 * MIB
+
+
+def test_part_size_grows_so_ten_thousand_parts_reach_five_tib() -> None:
+    params = S3Params(bucket="b", chunksize=10 * MIB)
+    d = S3Driver(params)
+    from fastreg.storage.s3.writer import S3Writer
+
+    w = S3Writer(d, "/x", 0, False)
+    sizes = [w.part_size(n) for n in range(1, 10_001)]
+    assert sizes[0] == 10 * MIB and sizes[999] == 10 * MIB and sizes[1000] == 20 * MIB
+    assert max(sizes) == MAX_PART
+    assert sum(sizes) >= 5 * 1024**4  # S3's largest object
+    assert split(MAX_PART + 1, MAX_PART, last_min=MIN_PART)[-1][1] == MAX_PART
+    assert all(e - s + 1 >= MIN_PART for s, e in split(12 * MIB, 5 * MIB, last_min=MIN_PART))
+
+
+async def test_move_uses_multipart_copy_above_threshold(
+    make: Any, seaweedfs: SeaweedFS, s3_bucket: str
+) -> None:
+    d = make(multipartcopythresholdsize=0, multipartcopychunksize=5 * MIB)
+    data = os.urandom(12 * MIB + 1)
+    await d.put_content("/_uploads/u/data", data)
+    await d.move("/_uploads/u/data", "/blobs/b/data")
+    assert await read_all(d, "/blobs/b/data") == data
+    head = seaweedfs.client().head_object(Bucket=s3_bucket, Key="blobs/b/data")
+    assert head["ETag"].strip('"').endswith("-3")  # three UploadPartCopy parts
+    with pytest.raises(PathNotFound):
+        await d.stat("/_uploads/u/data")
+    await d.put_content("/small", b"s")  # below the threshold: CopyObject
+    await make().move("/small", "/moved")
+    assert await d.get_content("/moved") == b"s"
+
+
+async def test_list_and_delete_paginate(
+    make: Any, monkeypatch: pytest.MonkeyPatch, seaweedfs: SeaweedFS, s3_bucket: str
+) -> None:
+    monkeypatch.setattr(s3_driver, "LIST_MAX", 2)  # pages of two keys (and delete batches of two)
+    d = make()
+    for i in range(5):
+        await d.put_content(f"/t/d{i}/f", b"1")
+        await d.put_content(f"/t/f{i}", b"1")
+    assert sorted(await d.list("/t")) == sorted(
+        [f"d{i}" for i in range(5)] + [f"f{i}" for i in range(5)]
+    )
+    await d.delete("/t")
+    assert seaweedfs.keys(s3_bucket) == []
+    with pytest.raises(PathNotFound):
+        await d.list("/t")
+
+
+async def test_delete_aborts_orphaned_multipart_uploads(
+    make: Any, seaweedfs: SeaweedFS, s3_bucket: str
+) -> None:
+    d = make(chunksize=5 * MIB)
+    await d.put_content("/_uploads/u/startedat", b"now")
+    w = await d.writer("/_uploads/u/data", append=False)
+    await w.write(os.urandom(6 * MIB))  # a part is out: a process dying now leaves an upload
+    await w._drain()
+    assert seaweedfs.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+    await d.delete("/_uploads/u")
+    assert not seaweedfs.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+
+
+async def test_presigned_url_serves_ranges_from_the_endpoint(
+    make: Any, seaweedfs: SeaweedFS
+) -> None:
+    d = make(presignexpiry="90s")
+    await d.put_content("/blob", b"0123456789")
+    url = await d.url_for("/blob")
+    assert url is not None and url.startswith(seaweedfs.endpoint + "/")
+    assert "X-Amz-Expires=90" in url
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(url, headers={"Range": "bytes=2-4"}) as resp,
+    ):
+        assert (resp.status, await resp.read()) == (206, b"234")
+    assert await d.url_for("/blob", "PUT") is None
+    assert d.local_file("/blob") is None
+
+
+async def test_wrong_secret_key_fails_health_check_clearly(
+    seaweedfs: SeaweedFS, s3_bucket: str
+) -> None:
+    d = S3Driver.from_parameters(seaweedfs.s3_parameters(s3_bucket, secretkey="wrong"))
+    try:
+        with pytest.raises(StorageError, match="secret key does not match"):
+            await d.healthy()
+    finally:
+        await d.close()
+
+
+async def test_unreachable_endpoint_fails_fast() -> None:
+    port = _closed_port()
+    d = S3Driver.from_parameters(
+        {
+            "bucket": "b",
+            "regionendpoint": f"http://127.0.0.1:{port}",
+            "accesskey": "a",
+            "secretkey": "s",
+            "maxretries": 2,
+        }
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(StorageError):
+            await d.stat("/x")
+        with pytest.raises(StorageError):
+            await d.healthy()
+    finally:
+        await d.close()
+    assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "bucket: required"),
+        ({"bucket": "b"}, "region: required"),
+        ({"bucket": "b", "region": "r", "chunksize": 1024}, "chunksize: 1024 is not between"),
+        ({"bucket": "b", "region": "r", "secure": "maybe"}, "secure: expected a boolean"),
+        ({"bucket": "b", "region": "r", "v4auth": False}, "v4auth"),
+        ({"bucket": "b", "region": "r", "storageclass": "GOLD"}, "storageclass"),
+    ],
+)
+def test_bad_parameters_name_the_key(params: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        S3Params.parse(params)
+
+
+def test_distribution_parameters_parse() -> None:
+    p = S3Params.parse(
+        {
+            "bucket": "b",
+            "region": "eu-west-1",
+            "regionendpoint": "minio:9000",
+            "secure": "false",
+            "chunksize": "5242880",
+            "encrypt": True,
+            "keyid": "k",
+            "storageclass": "NONE",
+            "maxrequestspersecond": 50,
+            "rootdirectory": "/a/b/",
+        }
+    )
+    assert p.endpoint_url == "http://minio:9000" and p.forcepathstyle  # 2.8: path style
+    assert (p.chunksize, p.rootdirectory, p.storageclass) == (5 * MIB, "a/b", None)
+    d = S3Driver(p)
+    assert d.put_args() == {
+        "ContentType": "application/octet-stream",
+        "ServerSideEncryption": "aws:kms",
+        "SSEKMSKeyId": "k",
+    }
+    assert d.key("/docker/registry/v2/x") == "a/b/docker/registry/v2/x"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_rate_limit_spaces_requests(make: Any) -> None:
+    d = make(maxrequestspersecond=20)
+    started = asyncio.get_running_loop().time()
+    await asyncio.gather(*(d.put_content(f"/r/{i}", b"x") for i in range(10)))
+    assert asyncio.get_running_loop().time() - started >= 9 / 20 - 0.01
