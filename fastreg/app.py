@@ -41,7 +41,7 @@ log = logging.getLogger("fastreg.app")
 # max_field_size: room for large bearer tokens. read_bufsize: how far the socket is read ahead of
 # the handler (flow control pauses at twice this): large enough that the next batch of an upload
 # arrives while the previous one is hashed and written, small enough to bound memory per upload.
-HTTP_PARSER_LIMITS = {"max_field_size": 256 * 1024, "read_bufsize": 2 * 1024 * 1024}
+HTTP_PARSER_LIMITS = {"max_field_size": 256 * 1024, "read_bufsize": 1024 * 1024}
 
 
 def registry_settings(config: Config) -> RegistrySettings:

@@ -29,7 +29,7 @@ from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.storage.base import FileWriter, PathNotFound, StorageDriver
 
 BATCH = 1024 * 1024
-DEPTH = 4  # batches waiting per lane (hash, write): the read-ahead of one upload
+DEPTH = 2  # batches waiting per lane (hash, write): the read-ahead of one upload
 MAX_LIVE_HASHERS = 4096
 _UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
