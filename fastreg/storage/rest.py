@@ -203,3 +203,19 @@ class ParamReader:
         if seconds <= 0:
             raise ConfigError(f"{self.section}.{key}: expected a positive duration, got {value!r}")
         return seconds
+
+
+async def delete_all(
+    names: list[str], delete_one: Callable[[str], Awaitable[None]], concurrency: int
+) -> None:
+    """Delete many objects, ``concurrency`` at a time; one already gone is no failure."""
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(name: str) -> None:
+        async with limit:
+            try:
+                await delete_one(name)
+            except PathNotFound:
+                pass  # deleted meanwhile: the goal is reached
+
+    await asyncio.gather(*(one(n) for n in names))

@@ -20,7 +20,13 @@ from fastreg.storage.azure.client import AzureAuth, describe
 from fastreg.storage.azure.params import AzureParams
 from fastreg.storage.azure.writer import AzureWriter
 from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
-from fastreg.storage.rest import TRANSPORT_ERRORS, RestClient, RestError, RestSettings
+from fastreg.storage.rest import (
+    TRANSPORT_ERRORS,
+    RestClient,
+    RestError,
+    RestSettings,
+    delete_all,
+)
 
 READ_CHUNK = 1024 * 1024
 LIST_MAX = 5000
@@ -219,16 +225,7 @@ class AzureDriver:
             names.append(name)
         if not names:
             raise PathNotFound(path)
-        limit = asyncio.Semaphore(DELETE_CONCURRENCY)
-
-        async def one(blob: str) -> None:
-            async with limit:
-                try:
-                    await self._delete_blob(path, blob)
-                except PathNotFound:
-                    pass  # deleted meanwhile: the goal is reached
-
-        await asyncio.gather(*(one(n) for n in names))
+        await delete_all(names, lambda blob: self._delete_blob(path, blob), DELETE_CONCURRENCY)
 
     # -- the rest ---------------------------------------------------------------------------
 

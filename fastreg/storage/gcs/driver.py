@@ -9,7 +9,6 @@ key is configured. `endpoint` points the driver at another JSON-API server (fake
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import datetime
 import json
@@ -24,7 +23,13 @@ from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageE
 from fastreg.storage.gcs.auth import GCSAuth, describe
 from fastreg.storage.gcs.params import GCSParams
 from fastreg.storage.gcs.writer import GCSWriter
-from fastreg.storage.rest import TRANSPORT_ERRORS, RestClient, RestError, RestSettings
+from fastreg.storage.rest import (
+    TRANSPORT_ERRORS,
+    RestClient,
+    RestError,
+    RestSettings,
+    delete_all,
+)
 
 READ_CHUNK = 1024 * 1024
 LIST_MAX = 1000
@@ -217,16 +222,7 @@ class GCSDriver:
             keys.append(key)
         if not keys:
             raise PathNotFound(path)
-        limit = asyncio.Semaphore(DELETE_CONCURRENCY)
-
-        async def one(name: str) -> None:
-            async with limit:
-                try:
-                    await self.delete_object(path, name)
-                except PathNotFound:
-                    pass  # deleted meanwhile: the goal is reached
-
-        await asyncio.gather(*(one(k) for k in keys))
+        await delete_all(keys, lambda name: self.delete_object(path, name), DELETE_CONCURRENCY)
 
     # -- the rest ---------------------------------------------------------------------------
 

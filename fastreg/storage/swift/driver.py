@@ -10,7 +10,6 @@ files (Distribution's layout, so either server reads the other's uploads and blo
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import hashlib
 import os
@@ -20,7 +19,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
-from fastreg.storage.rest import TRANSPORT_ERRORS, RestError
+from fastreg.storage.rest import TRANSPORT_ERRORS, RestError, delete_all
 from fastreg.storage.swift.client import SwiftClient
 from fastreg.storage.swift.params import SwiftParams
 from fastreg.storage.swift.writer import SwiftWriter, segment_name
@@ -260,16 +259,10 @@ class SwiftDriver:
         )
 
     async def _delete_all(self, path: str, names: Iterable[str]) -> None:
-        limit = asyncio.Semaphore(DELETE_CONCURRENCY)
-
         async def one(name: str) -> None:
-            async with limit:
-                try:
-                    await self.swift.request("delete", path, "DELETE", name, expect=(204,))
-                except PathNotFound:
-                    pass  # gone already (another deleter, or a listing that lags)
+            await self.swift.request("delete", path, "DELETE", name, expect=(204,))
 
-        await asyncio.gather(*(one(name) for name in names))
+        await delete_all(list(names), one, DELETE_CONCURRENCY)
 
     # -- the rest -----------------------------------------------------------------------------
 
