@@ -124,3 +124,15 @@ def check_path(path: str) -> str:
     if path != "/" and (not _PATH_RE.match(path) or any(p in (".", "..") for p in path.split("/"))):
         raise InvalidPath(f"invalid path: {path!r}")
     return path
+
+
+def take_chunk(buf: bytearray, size: int) -> bytes | None:
+    """Cut the first ``size`` bytes off ``buf`` when it holds that many (a part, block or
+    segment ready to ship); None otherwise. The writers of the object-store drivers buffer
+    client bytes this way, at most one chunk each."""
+    if len(buf) < size:
+        return None
+    with memoryview(buf) as view:
+        chunk = bytes(view[:size])
+    del buf[:size]
+    return chunk

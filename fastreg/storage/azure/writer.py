@@ -18,7 +18,7 @@ import os
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 
-from fastreg.storage.base import PathNotFound, StorageError
+from fastreg.storage.base import PathNotFound, StorageError, take_chunk
 
 if TYPE_CHECKING:
     from fastreg.storage.azure.driver import AzureDriver
@@ -69,11 +69,7 @@ class AzureWriter:
             raise StorageError("write on a closed writer")
         self._buf += data
         self._written += len(data)
-        chunk = self._driver.params.chunksize
-        while len(self._buf) >= chunk:
-            with memoryview(self._buf) as view:
-                block = bytes(view[:chunk])
-            del self._buf[:chunk]
+        while (block := take_chunk(self._buf, self._driver.params.chunksize)) is not None:
             await self._stage(block)
 
     async def commit(self) -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from yarl import URL
 
-from fastreg.storage.base import PathNotFound, StorageError
+from fastreg.storage.base import PathNotFound, StorageError, take_chunk
 
 if TYPE_CHECKING:
     from fastreg.storage.gcs.driver import GCSDriver
@@ -146,11 +146,7 @@ class GCSWriter:
 
     async def _push(self, data: bytes) -> None:
         self._buf += data
-        chunk = self._driver.params.chunksize
-        while len(self._buf) >= chunk:
-            with memoryview(self._buf) as view:
-                part = bytes(view[:chunk])
-            del self._buf[:chunk]
+        while (part := take_chunk(self._buf, self._driver.params.chunksize)) is not None:
             if self._session is None:
                 self._session = await self._start()
             await self._drain()

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from fastreg.storage.base import PathNotFound, StorageError
+from fastreg.storage.base import PathNotFound, StorageError, take_chunk
 from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, MIN_PART, split
 
 if TYPE_CHECKING:
@@ -74,10 +74,7 @@ class S3Writer:
             await self._seed()
         self._buf += data
         self._written += len(data)
-        while len(self._buf) >= (size := self.part_size(self._next_part)):
-            with memoryview(self._buf) as view:
-                part = bytes(view[:size])
-            del self._buf[:size]
+        while (part := take_chunk(self._buf, self.part_size(self._next_part))) is not None:
             await self._ship(part)
 
     async def commit(self) -> None:

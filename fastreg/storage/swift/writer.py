@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
-from fastreg.storage.base import PathNotFound, StorageError
+from fastreg.storage.base import PathNotFound, StorageError, take_chunk
 
 if TYPE_CHECKING:
     from fastreg.storage.swift.driver import SwiftDriver
@@ -82,11 +82,7 @@ class SwiftWriter:
             raise StorageError("write on a closed writer")
         self._buf += data
         self._written += len(data)
-        chunk = self._driver.params.chunksize
-        while len(self._buf) >= chunk:
-            with memoryview(self._buf) as view:
-                segment = bytes(view[:chunk])
-            del self._buf[:chunk]
+        while (segment := take_chunk(self._buf, self._driver.params.chunksize)) is not None:
             await self._ship(segment)
 
     async def commit(self) -> None:
