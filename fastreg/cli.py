@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from fastreg import __version__, commands
+from fastreg.allocator import tune_malloc
 from fastreg.app import create_app
 from fastreg.auth import standalone
 from fastreg.auth.middleware import check_auth
@@ -75,6 +76,7 @@ async def _serve(config: Config, reuse_port: bool) -> None:
 
 
 def _run_worker(path: str | None, reuse_port: bool) -> None:
+    tune_malloc()  # a spawned worker starts with the allocator's defaults
     config = _load(path)
     _run_loop(config, reuse_port)
 
@@ -171,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_token.add_argument("--addr", help="host:port (default auth.token.tokenserver.addr, :5001)")
     commands.add_subcommands(sub)  # garbage-collect, migrate
     args = parser.parse_args(argv)
+    tune_malloc()
     if args.command in commands.COMMANDS:
         return commands.run(args)
     if args.command == "version":

@@ -16,8 +16,16 @@ from fastreg.registry.names import NAME_RE
 from fastreg.registry.uploads import UploadStatus, check_upload_id
 
 
-def _body(request: web.Request) -> AsyncIterator[bytes]:
-    return request.content.iter_any()
+async def _body(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body as the socket delivered it. `readchunk` hands over each received buffer
+    as it is, where `iter_any` would first join everything buffered into a new bytes."""
+    content = request.content
+    while True:
+        data, end_of_http_chunk = await content.readchunk()
+        if data:
+            yield data
+        elif not end_of_http_chunk:
+            return  # (b"", False) is the end of the body; (b"", True) only a chunk boundary
 
 
 def _has_body(request: web.Request) -> bool:

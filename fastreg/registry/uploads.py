@@ -7,7 +7,8 @@ offset equals the stored size; when it is missing or stale the stored bytes are 
 
 Bytes flow request -> batches of BATCH bytes -> (hash on a thread || write on the driver), with the
 next batch read from the socket while the previous one is hashed and written: memory is bounded by
-two batches per upload, and a slow disk slows the client (backpressure).
+a few batches per upload, and a slow disk slows the client (backpressure). A PATCH is answered when
+its bytes are written; their hashing may finish while the next PATCH arrives (see hashlane.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from fastreg.registry import layout
 from fastreg.registry.blobs import BlobInfo, BlobStore
 from fastreg.registry.digests import SUPPORTED_ALGORITHMS, Digest, new_hasher
 from fastreg.registry.errors import ErrorCode, RegistryError
+from fastreg.registry.hashlane import HashLane
 from fastreg.storage.base import FileWriter, PathNotFound, StorageDriver
 
 BATCH = 1024 * 1024
@@ -49,7 +51,9 @@ class _UploadLock:
 
 @dataclass(slots=True)
 class _LiveHash:
-    hasher: Any
+    """The digest of an upload's first ``offset`` bytes, some of them perhaps still hashing."""
+
+    lane: HashLane
     offset: int
 
 
@@ -92,14 +96,17 @@ class UploadService:
         await self.driver.put_content(layout.upload_startedat(name, upload_id), started.encode())
         writer = await self.driver.writer(layout.upload_data(name, upload_id), append=False)
         await writer.close()
-        self._remember(upload_id, _LiveHash(new_hasher(algorithm), 0))
+        self._remember(upload_id, _LiveHash(HashLane(new_hasher(algorithm), DEPTH), 0))
         return UploadStatus(name, upload_id, 0)
 
     async def status(self, name: str, upload_id: str) -> UploadStatus:
         check_upload_id(upload_id)
         try:
-            await self.driver.stat(layout.upload_startedat(name, upload_id))
-            info = await self.driver.stat(layout.upload_data(name, upload_id))
+            # both at once: each is a storage round trip (a thread hop, or an HTTP request)
+            _, info = await asyncio.gather(
+                self.driver.stat(layout.upload_startedat(name, upload_id)),
+                self.driver.stat(layout.upload_data(name, upload_id)),
+            )
         except PathNotFound:
             raise RegistryError(
                 ErrorCode.BLOB_UPLOAD_UNKNOWN, detail={"uuid": upload_id}
@@ -190,8 +197,9 @@ class UploadService:
 
     async def _live_hash(self, name: str, upload_id: str, algorithm: str, offset: int) -> _LiveHash:
         live = self._live.get(upload_id)
-        if live is None or live.offset != offset or live.hasher.name != algorithm:
-            live = _LiveHash(await self._rehash(name, upload_id, algorithm, offset), offset)
+        if live is None or live.offset != offset or live.lane.algorithm != algorithm:
+            hasher = await self._rehash(name, upload_id, algorithm, offset)
+            live = _LiveHash(HashLane(hasher, DEPTH), offset)
         self._remember(upload_id, live)
         return live
 
@@ -211,7 +219,7 @@ class UploadService:
         self._live.pop(upload_id, None)  # invalid until the write completes
         writer = await self.driver.writer(layout.upload_data(name, upload_id), append=True)
         try:
-            await _ingest(writer, live.hasher, body)
+            await _ingest(writer, live.lane, body)
             await writer.commit()
             live.offset = writer.size
         finally:
@@ -221,11 +229,12 @@ class UploadService:
 
     def _algorithm_of(self, upload_id: str) -> str:
         live = self._live.get(upload_id)
-        return str(live.hasher.name) if live is not None else "sha256"
+        return live.lane.algorithm if live is not None else "sha256"
 
     async def _digest(self, name: str, upload_id: str, algorithm: str, offset: int) -> Digest:
         live = await self._live_hash(name, upload_id, algorithm, offset)
-        return Digest(algorithm, live.hasher.copy().hexdigest())
+        hasher = await live.lane.settle()
+        return Digest(algorithm, hasher.copy().hexdigest())
 
     async def _commit(self, name: str, upload_id: str, digest: Digest) -> None:
         data = layout.upload_data(name, upload_id)
@@ -242,40 +251,34 @@ class UploadService:
             pass
 
 
-async def _ingest(writer: FileWriter, hasher: Any, body: AsyncIterator[bytes]) -> None:
+async def _ingest(writer: FileWriter, hashing: HashLane, body: AsyncIterator[bytes]) -> None:
     """Hash and write the body on two independent lanes while it is read from the client.
 
     Each lane keeps the batches in order, and neither waits for the other: the next batch is
     hashed while the previous one is still being written. Each lane holds at most DEPTH batches,
     so a slow disk (or hash) slows the reading of the request: backpressure, bounded memory.
+    Returns when every batch is written; the hash lane may still be finishing its last ones.
     """
-    loop = asyncio.get_running_loop()
-    lanes: list[asyncio.Queue[bytes | None]] = [asyncio.Queue(DEPTH), asyncio.Queue(DEPTH)]
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(DEPTH)
 
-    async def hash_lane(queue: asyncio.Queue[bytes | None]) -> None:
-        while (batch := await queue.get()) is not None:
-            await loop.run_in_executor(None, hasher.update, batch)
-
-    async def write_lane(queue: asyncio.Queue[bytes | None]) -> None:
+    async def write_lane() -> None:
         while (batch := await queue.get()) is not None:
             await writer.write(batch)
 
-    workers = [asyncio.ensure_future(hash_lane(lanes[0])), asyncio.ensure_future(write_lane(lanes[1]))]
+    workers = [asyncio.ensure_future(write_lane())]
     try:
         async for batch in batched(body):
-            for queue in lanes:
-                await _feed(queue, batch, workers)
-        for queue in lanes:
-            await _feed(queue, None, workers)
-        await asyncio.gather(*workers)
+            await hashing.feed(batch)
+            await _feed(queue, batch, workers)
+        await _feed(queue, None, workers)
+        await workers[0]
     finally:
-        if not all(w.done() for w in workers):
-            # never abandon a lane mid-operation: a write still running on a thread must end
-            # before the caller closes the file. Drop what waits, and let each lane stop.
-            for queue in lanes:
-                while not queue.empty():
-                    queue.get_nowait()
-                queue.put_nowait(None)
+        if not workers[0].done():
+            # never abandon the lane mid-operation: a write still running on a thread must end
+            # before the caller closes the file. Drop what waits, and let the lane stop.
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(None)
             await asyncio.wait(workers)
 
 

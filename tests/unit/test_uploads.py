@@ -14,6 +14,7 @@ from fastreg.registry import layout
 from fastreg.registry.blobs import BlobStore
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
+from fastreg.registry.hashlane import HashLane
 from fastreg.registry.uploads import UploadService, batched
 from fastreg.storage.base import PathNotFound
 from fastreg.storage.filesystem import FilesystemDriver
@@ -172,11 +173,11 @@ async def test_ingest_with_a_slow_writer_delivers_everything() -> None:
 
     payload = os.urandom(12 * 1024 * 1024 + 3)
     writer = SlowWriter()
-    hasher = hashlib.sha256()
+    lane = HashLane(hashlib.sha256(), 2)
     chunks = [payload[i : i + 65536] for i in range(0, len(payload), 65536)]
-    await asyncio.wait_for(_ingest(writer, hasher, body(*chunks)), 30)  # type: ignore[arg-type]
+    await asyncio.wait_for(_ingest(writer, lane, body(*chunks)), 30)  # type: ignore[arg-type]
     assert bytes(writer.data) == payload
-    assert hasher.hexdigest() == hashlib.sha256(payload).hexdigest()
+    assert (await lane.settle()).hexdigest() == hashlib.sha256(payload).hexdigest()
 
 
 async def test_ingest_raises_a_write_failure_instead_of_hanging() -> None:
@@ -186,5 +187,10 @@ async def test_ingest_raises_a_write_failure_instead_of_hanging() -> None:
     chunks = [payload[i : i + 65536] for i in range(0, len(payload), 65536)]
     with pytest.raises(OSError, match="disk full"):
         await asyncio.wait_for(
-            _ingest(SlowWriter(fail_at=3 * 1024 * 1024), hashlib.sha256(), body(*chunks)), 30  # type: ignore[arg-type]
+            _ingest(
+                SlowWriter(fail_at=3 * 1024 * 1024),  # type: ignore[arg-type]
+                HashLane(hashlib.sha256(), 2),
+                body(*chunks),
+            ),
+            30,
         )
