@@ -34,6 +34,7 @@ from benchmarks.servers import ServerError, start_nginx, start_registry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOLS = {"docker-registry": "docker-registry", "wrk": "wrk", "ab": "apache2-utils",
+         "redis-server": "redis-server",
          "nginx": "nginx"}
 
 
@@ -73,6 +74,8 @@ SCENARIO_TOOLS = {"c": ["nginx"], "d": ["wrk"], "e": ["ab"], "g": ["wrk"]}
 def check_tools(letters: list[str], storage: str) -> None:
     need = ["docker-registry"] + [t for x in letters for t in SCENARIO_TOOLS.get(x, [])
                                   if not (t == "nginx" and storage == "s3")]
+    if storage == "s3":
+        need.append("redis-server")
     missing = [TOOLS[t] for t in need if shutil.which(t) is None and not Path(f"/usr/sbin/{t}")
                .exists()]
     if missing:
@@ -187,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.storage == "s3":
         notes.append("S3: one SeaweedFS (weed) on 127.0.0.1, a fresh bucket per server and "
                      "round; redirect.disable so pulls go through the registry")
+        notes.append("caches: each server gets a fresh redis-server; both cache blob descriptors "
+                     "there (`storage.cache.blobdescriptor: redis`), fastreg also tag lists "
+                     "(`storage.cache.tags: redis`, default `tagsttl` 2s)")
     text = report.section(results, storage=args.storage, rounds=args.rounds,
                           workers=args.workers, notes=notes,
                           load=(load_start, os.getloadavg()[0]))

@@ -232,8 +232,13 @@ class S3Target:
     secretkey: str = "bench"
 
 
-def registry_config(port: int, root: Path | None, s3: S3Target | None) -> str:
-    """Distribution 2.8 ``config.yml``; both servers read it unchanged."""
+def registry_config(port: int, root: Path | None, s3: S3Target | None,
+                    redis_addr: str | None = None) -> str:
+    """Distribution 2.8 ``config.yml``; both servers read it unchanged.
+
+    With ``redis_addr`` (the S3 runs) blob descriptors are cached in Redis by both servers, as a
+    deployment of several workers or hosts over one bucket does, and fastreg also caches tag
+    lists there (`storage.cache.tags`, a key Distribution ignores)."""
     if s3 is not None:
         storage = (
             "  s3:\n"
@@ -253,14 +258,20 @@ def registry_config(port: int, root: Path | None, s3: S3Target | None) -> str:
     else:
         assert root is not None
         storage = f"  filesystem:\n    rootdirectory: {root}\n"
+    cache = redis = ""
+    if redis_addr is not None:
+        cache = "  cache:\n    blobdescriptor: redis\n    tags: redis\n"
+        redis = f"redis:\n  addr: {redis_addr}\n"
     return (
         "version: 0.1\n"
         "log:\n  level: error\n  accesslog:\n    disabled: true\n"
         "storage:\n"
         f"{storage}"
+        f"{cache}"
         "  delete:\n    enabled: true\n"
         "  maintenance:\n    uploadpurging:\n      enabled: false\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"{redis}"
     )
 
 
@@ -272,6 +283,7 @@ class Registry:
     port: int
     process: Process
     root: Path | None
+    redis: Process | None = None
 
     @property
     def url(self) -> str:
@@ -279,19 +291,23 @@ class Registry:
 
     def stop(self) -> None:
         self.process.stop()
+        if self.redis is not None:
+            self.redis.stop()
 
 
 def start_registry(
     kind: str, workdir: Path, *, s3: S3Target | None = None, workers: int = 2
 ) -> Registry:
-    """A fresh registry on an empty filesystem root under ``workdir`` (or on ``s3``)."""
+    """A fresh registry on an empty filesystem root under ``workdir`` (or on ``s3``, with a
+    fresh redis-server of its own for the caches)."""
     workdir.mkdir(parents=True, exist_ok=True)
     root = None if s3 is not None else workdir / "root"
     if root is not None:
         root.mkdir(exist_ok=True)
+    redis, redis_addr = (start_redis(workdir) if s3 is not None else (None, None))
     port = free_port()
     cfg = workdir / "config.yml"
-    cfg.write_text(registry_config(port, root, s3))
+    cfg.write_text(registry_config(port, root, s3, redis_addr))
     if kind == "fastreg":
         argv = [sys.executable, "-m", "fastreg", "serve", "--workers", str(workers), str(cfg)]
         env = {"PYTHONPATH": str(REPO_ROOT)}
@@ -301,11 +317,38 @@ def start_registry(
     else:
         raise ValueError(f"unknown server kind {kind!r}")
     proc = Process(kind, argv, workdir, env)
+    try:
+        proc.spawn()
+        wait_http(proc, port, "/v2/")
+        if kind == "fastreg" and workers > 1:
+            _wait_workers(proc, workers)
+    except BaseException:
+        proc.stop()
+        if redis is not None:
+            redis.stop()
+        raise
+    return Registry(kind, port, proc, root, redis)
+
+
+def start_redis(workdir: Path) -> tuple[Process, str]:
+    """Debian's redis-server on a free port, nothing persisted: one per registry started."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    port = free_port()
+    proc = Process("redis", [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir)], workdir)
     proc.spawn()
-    wait_http(proc, port, "/v2/")
-    if kind == "fastreg" and workers > 1:
-        _wait_workers(proc, workers)
-    return Registry(kind, port, proc, root)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        proc.check_alive()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return proc, f"127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.05)
+    proc.stop()
+    raise ServerError(f"redis-server did not answer on port {port}:\n{proc.log_tail()}")
 
 
 def _wait_workers(proc: Process, workers: int) -> None:

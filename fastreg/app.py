@@ -39,9 +39,10 @@ log = logging.getLogger("fastreg.app")
 # Distribution runs on) takes 1 MiB of headers. An oversized token is then refused by the access
 # check with the OCI body, not by the HTTP parser with a bare 400.
 # max_field_size: room for large bearer tokens. read_bufsize: how far the socket is read ahead of
-# the handler (flow control pauses at twice this): large enough that the next batch of an upload
-# arrives while the previous one is hashed and written, small enough to bound memory per upload.
-HTTP_PARSER_LIMITS = {"max_field_size": 256 * 1024, "read_bufsize": 1024 * 1024}
+# the handler (flow control pauses at twice this, and the kernel's socket buffer lies behind it):
+# the upload lanes already hold a few 1 MiB batches, so a larger read-ahead only adds memory per
+# upload (1 MiB here cost 2.5 MiB more per S3 upload, for no speed measurable on filesystem).
+HTTP_PARSER_LIMITS = {"max_field_size": 256 * 1024, "read_bufsize": 256 * 1024}
 
 
 def registry_settings(config: Config) -> RegistrySettings:

@@ -174,9 +174,13 @@ class BlobStore:
         return info
 
     async def put(self, digest: Digest, data: bytes) -> None:
-        """Store small content (a manifest) under its digest, once."""
-        if not await self.exists(digest):
-            await self.driver.put_content(layout.blob_data(digest), data)
+        """Store small content (a manifest) under its digest.
+
+        Written every time, not after an existence check: on object storage the check of a new
+        digest costs two requests (a HEAD, then a LIST for a directory) where the write is one,
+        and rewriting the same bytes is harmless (an atomic replace, or a new S3 object)."""
+        await self.driver.put_content(layout.blob_data(digest), data)
+        await self.cache.put(BlobInfo(digest, len(data)))
 
     async def get(self, digest: Digest, limit: int) -> bytes:
         try:

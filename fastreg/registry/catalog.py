@@ -1,13 +1,29 @@
 """The catalog: every repository, found as a directory holding `_manifests` (Distribution's rule).
 
 Directories whose name starts with `_` are never descended into, so upload and layer folders of a
-repository are not mistaken for nested repositories.
+repository are not mistaken for nested repositories. Each directory costs one listing; a child is
+tried as a directory by listing it (a file lists as nothing), not by a stat first, which on object
+storage would be one or two more requests per child.
+
+On object storage the walk is a chain of LIST requests, so `Catalog` keeps the result in the
+tag-list cache (`storage.cache.tags`), under a key no repository can be named (`_catalog`).
+Manifest writes and deletes through this server forget it (a repository appears with its first
+manifest and, on object storage, disappears with its last); a repository created by another server
+on the same storage (Distribution) shows within the cache's time to live.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastreg.registry import layout
 from fastreg.storage.base import PathNotFound, StorageDriver
+
+if TYPE_CHECKING:
+    from fastreg.registry.tags import TagListCache
+
+#: The cache key of the catalog: a repository name component never starts with "_".
+CATALOG_KEY = "_catalog"
 
 
 async def list_repositories(driver: StorageDriver) -> list[str]:
@@ -19,16 +35,34 @@ async def list_repositories(driver: StorageDriver) -> list[str]:
         try:
             children = await driver.list(base)
         except PathNotFound:
-            continue
+            continue  # a file, or gone meanwhile
         if "_manifests" in children and prefix:
             found.append(prefix)
         for child in children:
-            if child.startswith((".", "_")):
-                continue
-            try:
-                is_dir = (await driver.stat(f"{base}/{child}")).is_dir
-            except PathNotFound:
-                continue
-            if is_dir:
+            if not child.startswith((".", "_")):
                 pending.append(f"{prefix}/{child}" if prefix else child)
     return sorted(found)
+
+
+class Catalog:
+    """The repository list, through the tag-list cache when one is configured."""
+
+    def __init__(self, driver: StorageDriver, cache: TagListCache | None = None) -> None:
+        self.driver = driver
+        self.cache = cache
+
+    async def all(self) -> list[str]:
+        if self.cache is None:
+            return await list_repositories(self.driver)
+        cached = await self.cache.get(CATALOG_KEY)
+        if cached is not None:
+            return cached
+        generation = await self.cache.generation(CATALOG_KEY)
+        names = await list_repositories(self.driver)
+        await self.cache.put(CATALOG_KEY, names, generation)
+        return names
+
+    async def changed(self) -> None:
+        """A repository may have appeared or gone: list storage again next time."""
+        if self.cache is not None:
+            await self.cache.forget(CATALOG_KEY)

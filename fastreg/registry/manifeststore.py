@@ -9,11 +9,13 @@ a missing manifest.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 
 from fastreg.lru import LRU
 from fastreg.registry import layout
 from fastreg.registry.blobs import BlobStore, read_link
+from fastreg.registry.catalog import Catalog
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.manifests import MAX_MANIFEST_SIZE, Descriptor, Manifest, parse_manifest
@@ -34,12 +36,14 @@ class ManifestStore:
         driver: StorageDriver,
         blobs: BlobStore,
         tags: TagStore,
+        catalog: Catalog | None = None,
         schema1_enabled: bool = False,
         cache_size: int = 4096,
     ) -> None:
         self.driver = driver
         self.blobs = blobs
         self.tags = tags
+        self.catalog = catalog or Catalog(driver)
         self.schema1_enabled = schema1_enabled
         self._parsed: LRU[Digest, Manifest] = LRU(cache_size)
 
@@ -107,6 +111,7 @@ class ManifestStore:
         await self.blobs.put(manifest.digest, raw)
         content = layout.link_content(manifest.digest)
         await self.driver.put_content(layout.revision_link(name, manifest.digest), content)
+        await self.catalog.changed()  # the repository's first manifest makes it appear
         await self._verify_after_link(name, manifest)
         if manifest.subject is not None:
             link = layout.referrer_link(name, manifest.subject.digest, manifest.digest)
@@ -119,15 +124,15 @@ class ManifestStore:
         return PutResult(manifest.digest, subject, tuple(dict.fromkeys(tags)))
 
     async def _verify_references(self, name: str, manifest: Manifest) -> None:
-        missing: list[str] = []
-        for blob in manifest.blobs:
-            if not await self.blobs.is_linked(name, blob.digest) or not await self.blobs.exists(
-                blob.digest
-            ):
-                missing.append(str(blob.digest))
-        for child in manifest.manifests:
-            if not await self.exists(name, child.digest):
-                missing.append(str(child.digest))
+        async def blob_known(digest: Digest) -> bool:
+            return await self.blobs.is_linked(name, digest) and await self.blobs.exists(digest)
+
+        # every reference at once: on object storage each check is a round trip
+        checks = [blob_known(b.digest) for b in manifest.blobs]
+        checks += [self.exists(name, c.digest) for c in manifest.manifests]
+        known = await asyncio.gather(*checks)
+        refs = [*manifest.blobs, *manifest.manifests]
+        missing = [str(ref.digest) for ref, ok in zip(refs, known, strict=True) if not ok]
         if missing:
             raise RegistryError(
                 ErrorCode.MANIFEST_BLOB_UNKNOWN,
@@ -137,15 +142,18 @@ class ManifestStore:
     async def _verify_after_link(self, name: str, manifest: Manifest) -> None:
         """Online GC may have parked a blob between the first check and the revision link: check
         again, on storage itself (not the descriptor cache), now that the link is visible to its
-        re-scan; `fastreg.registry.gc` explains why this closes the race."""
+        re-scan; `fastreg.registry.gc` explains why this closes the race. The manifest's own
+        bytes too: a collection that listed them before they were written again may have parked
+        them since; they are simply written once more. All checks at once: each is a round trip
+        on object storage."""
         own = layout.blob_data(manifest.digest)
-        if not await _stored(self.driver, own):
+        own_stored, *stored = await asyncio.gather(
+            _stored(self.driver, own),
+            *(_stored(self.driver, layout.blob_data(b.digest)) for b in manifest.blobs),
+        )
+        if not own_stored:
             await self.driver.put_content(own, manifest.raw)
-        missing = [
-            b.digest
-            for b in manifest.blobs
-            if not await _stored(self.driver, layout.blob_data(b.digest))
-        ]
+        missing = [b.digest for b, ok in zip(manifest.blobs, stored, strict=True) if not ok]
         if missing:
             for d in missing:
                 await self.blobs.cache.forget(d)  # or the next push would skip the upload again
@@ -169,6 +177,7 @@ class ManifestStore:
             link = layout.referrer_link(name, manifest.subject.digest, digest)
             await _delete_quietly(self.driver, link.rsplit("/", 1)[0])
         await _delete_quietly(self.driver, layout.revision_dir(name, digest))
+        await self.catalog.changed()  # on object storage the last manifest takes the repository
 
     async def referrers(
         self, name: str, subject: Digest, artifact_type: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastreg.registry.blobs import BlobStore, DescriptorCache
-from fastreg.registry.catalog import list_repositories
+from fastreg.registry.catalog import Catalog
 from fastreg.registry.manifeststore import ManifestStore
 from fastreg.registry.tags import TagListCache, TagStore
 from fastreg.registry.uploads import UploadService
@@ -35,13 +35,14 @@ class Registry:
         self.settings = settings
         self.blobs = BlobStore(driver, cache)
         self.tags = TagStore(driver, tag_cache)
+        self.catalog = Catalog(driver, tag_cache)
         self.uploads = UploadService(driver, self.blobs)
         self.manifests = ManifestStore(
-            driver, self.blobs, self.tags, schema1_enabled=settings.schema1_enabled
+            driver, self.blobs, self.tags, self.catalog, schema1_enabled=settings.schema1_enabled
         )
 
     async def repositories(self) -> list[str]:
-        return await list_repositories(self.driver)
+        return await self.catalog.all()
 
     async def close(self) -> None:
         await self.blobs.cache.close()

@@ -18,15 +18,18 @@ from tests.integration.conftest import REPO_ROOT
 pytestmark = pytest.mark.integration
 
 
-def test_quick_bench_fills_the_table(tmp_path: Path) -> None:
+@pytest.mark.parametrize("storage", ["filesystem", "s3"])
+def test_quick_bench_fills_the_table(tmp_path: Path, storage: str) -> None:
+    """On s3 this also proves Distribution starts on the harness's config, which carries
+    fastreg's `storage.cache.tags` key and a Redis of its own."""
     results = tmp_path / "RESULTS.md"
     argv = [sys.executable, "-m", "benchmarks.bench", "--quick", "--scenarios", "a,f",
-            "--tmp", str(tmp_path), "--results", str(results)]
+            "--storage", storage, "--tmp", str(tmp_path), "--results", str(results)]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
                           cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = results.read_text()
-    assert "python -m benchmarks.bench --quick --scenarios a,f" in text
+    assert f"python -m benchmarks.bench --quick --scenarios a,f --storage {storage}" in text
     for key in ("a1", "a2", "f1"):
         row = re.search(rf"^\| {key} \|(.*)$", text, re.MULTILINE)
         assert row is not None, text

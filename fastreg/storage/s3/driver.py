@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
+from fastreg.storage.s3.body import Chunk, PartBody
 from fastreg.storage.s3.client import TRANSPORT_ERRORS, S3Client, S3Error, translate
 from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, S3Params, split
 from fastreg.storage.s3.writer import S3Writer
@@ -73,7 +74,13 @@ class S3Driver:
         return data
 
     async def put_content(self, path: str, data: bytes) -> None:
-        await self.s3.call("put_object", path, Key=self.key(path), Body=data, **self.put_args())
+        await self.put_chunks(path, [data])
+
+    async def put_chunks(self, path: str, chunks: Sequence[Chunk]) -> None:
+        """One object made of ``chunks`` in order, sent without joining them (body.py)."""
+        await self.s3.call(
+            "put_object", path, Key=self.key(path), Body=PartBody(chunks), **self.put_args()
+        )
 
     # -- streams ----------------------------------------------------------------------------
 

@@ -9,8 +9,11 @@ bytes are read back into the buffer. A session that ends without ``commit`` (cli
 crash) aborts its upload and leaves the previous object untouched: never a half-written file.
 
 Parts are ``chunksize`` bytes, doubling every 1000 parts (capped at 5 GiB), so a stream of unknown
-length never needs more than 10,000 parts; ``write`` returns as soon as its bytes are buffered or
-handed to the part upload in flight, so reading the client overlaps with sending to S3.
+length never needs more than 10,000 parts. A part is sent while ``write`` returns, so reading the
+client goes on while S3 takes the part; the next ``write`` waits for it. The caller's few batches
+in flight are then the read-ahead, and memory per upload is one part, sent without copies
+(body.py): S3 is far slower than the client, so buffering a second part would gain little and
+cost ``chunksize`` more in every upload at once.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from fastreg.storage.base import PathNotFound, StorageError, take_chunk
+from fastreg.storage.base import PathNotFound, StorageError
+from fastreg.storage.s3.body import PartBody, PartBuffer
 from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, MIN_PART, split
 
 if TYPE_CHECKING:
@@ -38,7 +42,7 @@ class S3Writer:
         self._exists = exists
         self._seeded = False  # the stored bytes are in the buffer or copied as parts
         self._written = 0
-        self._buf = bytearray()
+        self._pending = PartBuffer()  # bytes of the next part
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._next_part = 1
@@ -72,9 +76,12 @@ class S3Writer:
             return
         if not self._seeded:
             await self._seed()
-        self._buf += data
+        if self._inflight is not None:
+            # one part in memory at a time: the caller's lanes (a few batches) are the read-ahead
+            await self._drain()
+        self._pending.add(data)
         self._written += len(data)
-        while (part := take_chunk(self._buf, self.part_size(self._next_part))) is not None:
+        while (part := self._pending.take(self.part_size(self._next_part))) is not None:
             await self._ship(part)
 
     async def commit(self) -> None:
@@ -86,10 +93,10 @@ class S3Writer:
                 self._exists = True
             return
         if self._upload_id is None:
-            await self._driver.put_content(self._path, bytes(self._buf))
+            await self._driver.put_chunks(self._path, self._pending.take_all())
         else:
-            if self._buf:
-                await self._ship(bytes(self._buf))
+            if self._pending.size:
+                await self._ship(self._pending.take_all())
             await self._drain()
             await self._driver.s3.call(
                 "complete_multipart_upload",
@@ -100,7 +107,7 @@ class S3Writer:
             )
         # the object is whole again: later writes append to it as a new session would
         self._base, self._written, self._exists = self.size, 0, True
-        self._buf = bytearray()
+        self._pending = PartBuffer()
         self._upload_id, self._parts, self._next_part, self._seeded = None, [], 1, False
 
     async def cancel(self) -> None:
@@ -112,7 +119,7 @@ class S3Writer:
         if self._closed:
             return
         self._closed = True
-        self._buf = bytearray()
+        self._pending = PartBuffer()
         task, self._inflight = self._inflight, None
         if task is not None:
             task.cancel()
@@ -133,7 +140,7 @@ class S3Writer:
             data = await self._driver.get_content(self._path, MIN_PART)
             if len(data) != self._base:
                 raise StorageError(f"{self._path}: changed by another writer")
-            self._buf[:0] = data
+            self._pending.add(data, front=True)
             return
         await self._start()
         assert self._upload_id is not None
@@ -150,7 +157,7 @@ class S3Writer:
         )
         self._upload_id = upload["UploadId"]
 
-    async def _ship(self, part: bytes) -> None:
+    async def _ship(self, part: list[memoryview]) -> None:
         """Hand one part to the uploader, after the part before it has landed."""
         if self._upload_id is None:
             await self._start()
@@ -166,13 +173,13 @@ class S3Writer:
         if task is not None:
             self._parts.append(await task)
 
-    async def _upload(self, number: int, part: bytes) -> dict[str, Any]:
+    async def _upload(self, number: int, part: list[memoryview]) -> dict[str, Any]:
         resp = await self._driver.s3.call(
             "upload_part",
             self._path,
             Key=self._key,
             UploadId=self._upload_id,
             PartNumber=number,
-            Body=part,
+            Body=PartBody(part),
         )
         return {"PartNumber": number, "ETag": resp["ETag"]}
