@@ -110,6 +110,50 @@ async def test_write_overlaps_part_upload_and_holds_one_part(make: Any) -> None:
     assert await read_all(d, "/up/data") == b"".join(batches)
 
 
+async def test_parts_in_memory_are_bounded_per_process(make: Any) -> None:
+    """With maxbufferedparts=1 a second upload waits while the first holds the slot, and goes
+    on once the first commits; a slot never leaks (the third writer gets it at once)."""
+    d = make(chunksize=5 * MIB, maxbufferedparts=1)
+    first = await d.writer("/up/a", append=False)
+    second = await d.writer("/up/b", append=False)
+    await first.write(os.urandom(MIB))  # first takes the slot
+    blocked = asyncio.ensure_future(second.write(os.urandom(MIB)))
+    await asyncio.sleep(0.3)
+    assert not blocked.done()
+    await first.commit()
+    await first.close()
+    await asyncio.wait_for(blocked, 5)
+    await second.commit()
+    await second.close()
+    assert (await d.stat("/up/a")).size == MIB and (await d.stat("/up/b")).size == MIB
+    third = await d.writer("/up/c", append=False)
+    await asyncio.wait_for(third.write(b"x"), 1)
+    await third.close()  # closed without commit: the slot comes back too
+    fourth = await d.writer("/up/d", append=False)
+    await asyncio.wait_for(fourth.write(b"y"), 1)
+    await fourth.close()
+
+
+async def test_an_upload_waits_for_a_slot_only_so_long(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slow clients holding every slot do not starve the others: past SLOT_WAIT an upload goes
+    on without a slot."""
+    from fastreg.storage.s3 import writer as s3_writer
+
+    monkeypatch.setattr(s3_writer, "SLOT_WAIT", 0.2)
+    d = make(chunksize=5 * MIB, maxbufferedparts=1)
+    slow = await d.writer("/up/slow", append=False)
+    await slow.write(b"a")  # holds the only slot, and sends nothing more
+    other = await d.writer("/up/other", append=False)
+    data = os.urandom(6 * MIB)
+    await asyncio.wait_for(other.write(data), 5)
+    await other.commit()
+    await other.close()
+    assert await read_all(d, "/up/other") == data
+    await slow.close()
+
+
 def test_part_size_grows_so_ten_thousand_parts_reach_five_tib() -> None:
     params = S3Params(bucket="b", chunksize=10 * MIB)
     d = S3Driver(params)

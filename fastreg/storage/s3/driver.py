@@ -29,6 +29,9 @@ class S3Driver:
     def __init__(self, params: S3Params) -> None:
         self.params = params
         self.s3 = S3Client(params)
+        # one slot per part an upload holds in memory (writer.py): bounds this process's memory
+        # whatever the number of uploads
+        self.part_slots = asyncio.Semaphore(params.maxbufferedparts)
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> S3Driver:

@@ -19,6 +19,8 @@ DEFAULT_CHUNK = 10 * 1024 * 1024
 DEFAULT_COPY_CHUNK = 32 * 1024 * 1024
 DEFAULT_COPY_THRESHOLD = 32 * 1024 * 1024
 DEFAULT_COPY_CONCURRENCY = 100
+#: Parts of `chunksize` held in memory at once by the uploads of one process; more uploads wait.
+DEFAULT_BUFFERED_PARTS = 4
 DEFAULT_RETRIES = 3
 
 _STORAGE_CLASSES = (
@@ -60,6 +62,8 @@ class S3Params:
     multipartcopychunksize: int = DEFAULT_COPY_CHUNK
     multipartcopythresholdsize: int = DEFAULT_COPY_THRESHOLD
     multipartcopymaxconcurrency: int = DEFAULT_COPY_CONCURRENCY
+    # fastreg only: parts buffered at once by all uploads of one process (see s3/writer.py)
+    maxbufferedparts: int = DEFAULT_BUFFERED_PARTS
     secure: bool = True
     skipverify: bool = False
     v4auth: bool = True
@@ -118,6 +122,7 @@ class S3Params:
             multipartcopymaxconcurrency=p.integer(
                 "multipartcopymaxconcurrency", DEFAULT_COPY_CONCURRENCY, 1, 1000
             ),
+            maxbufferedparts=p.integer("maxbufferedparts", DEFAULT_BUFFERED_PARTS, 1, 10_000),
             secure=p.flag("secure", True),
             skipverify=p.flag("skipverify", False),
             v4auth=v4auth,

@@ -13,7 +13,9 @@ length never needs more than 10,000 parts. A part is sent while ``write`` return
 client goes on while S3 takes the part; the next ``write`` waits for it. The caller's few batches
 in flight are then the read-ahead, and memory per upload is one part, sent without copies
 (body.py): S3 is far slower than the client, so buffering a second part would gain little and
-cost ``chunksize`` more in every upload at once.
+cost ``chunksize`` more in every upload at once. A process holds at most ``maxbufferedparts`` such
+parts (a fastreg key; default 4): further uploads wait for a slot, so memory per process stays
+bounded however many clients push at once, and S3, the slower side, stays busy.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 
 #: Parts of the existing object copied when appending leave room for 9,000 streamed parts.
 SEED_PARTS = 1000
+#: How long an upload waits for a part slot before it goes on without one (see _hold_slot).
+SLOT_WAIT = 5.0
 
 
 class S3Writer:
@@ -47,6 +51,7 @@ class S3Writer:
         self._parts: list[dict[str, Any]] = []
         self._next_part = 1
         self._inflight: asyncio.Task[dict[str, Any]] | None = None
+        self._slot = False  # holds one of the driver's part slots
         self._closed = False
 
     @classmethod
@@ -79,6 +84,7 @@ class S3Writer:
         if self._inflight is not None:
             # one part in memory at a time: the caller's lanes (a few batches) are the read-ahead
             await self._drain()
+        await self._hold_slot()
         self._pending.add(data)
         self._written += len(data)
         while (part := self._pending.take(self.part_size(self._next_part))) is not None:
@@ -108,6 +114,7 @@ class S3Writer:
         # the object is whole again: later writes append to it as a new session would
         self._base, self._written, self._exists = self.size, 0, True
         self._pending = PartBuffer()
+        self._release_slot()
         self._upload_id, self._parts, self._next_part, self._seeded = None, [], 1, False
 
     async def cancel(self) -> None:
@@ -125,6 +132,7 @@ class S3Writer:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+        self._release_slot()
         if self._upload_id is not None:
             await self._driver.abort(self._path, self._key, self._upload_id)
             self._upload_id = None
@@ -171,7 +179,34 @@ class S3Writer:
     async def _drain(self) -> None:
         task, self._inflight = self._inflight, None
         if task is not None:
-            self._parts.append(await task)
+            try:
+                self._parts.append(await task)
+            finally:
+                self._release_slot()  # the part has left memory
+
+    async def _hold_slot(self) -> None:
+        """Take a part slot before buffering a part: when every slot is taken (as many parts in
+        memory as `maxbufferedparts`), this upload waits, and so does its client. A slot is
+        normally free again within one part upload; a wait past SLOT_WAIT means slow clients
+        are filling the parts that hold the slots, and the upload goes on without one rather
+        than starve behind them (memory then exceeds the budget by that upload's part)."""
+        if self._slot:
+            return
+        try:
+            await asyncio.wait_for(self._driver.part_slots.acquire(), SLOT_WAIT)
+        except TimeoutError:
+            return
+        self._slot = True
+
+    def _release_slot(self) -> None:
+        if self._slot:
+            self._slot = False
+            self._driver.part_slots.release()
+
+    def __del__(self) -> None:
+        # a writer dropped without close (never done by fastreg's callers) must not keep a slot
+        if self._slot:
+            self._release_slot()
 
     async def _upload(self, number: int, part: list[memoryview]) -> dict[str, Any]:
         resp = await self._driver.s3.call(
