@@ -53,6 +53,13 @@ end
 """
 
 
+# The repository's generation and the tag link cached under it, in one round trip.
+_GET_TAG_LINK = """
+local g = redis.call('GET', KEYS[1]) or '0'
+return {g, redis.call('GET', ARGV[1] .. g .. '::' .. ARGV[2])}
+"""
+
+
 class Generations:
     """Per-repository invalidation counters of one process."""
 
@@ -239,12 +246,24 @@ def _seconds(value: Any, default: float) -> float:
 
 
 class InMemoryTagCache:
-    """Tag lists per repository for ``ttl`` seconds, in this process."""
+    """Tag lists and tag -> digest links per repository for ``ttl`` seconds, in this process."""
 
     def __init__(self, ttl: float, size: int = 10000) -> None:
         self.ttl = ttl
         self._lists: LRU[str, tuple[float, list[str]]] = LRU(size)
+        self._links: LRU[tuple[str, str], tuple[float, str, str]] = LRU(size)
         self._generations = Generations()
+
+    async def get_tag(self, name: str, tag: str) -> tuple[str | None, str]:
+        generation = self._generations.current(name)
+        entry = self._links.get((name, tag))
+        if entry is None or entry[0] < time.monotonic() or entry[2] != generation:
+            return None, generation
+        return entry[1], generation
+
+    async def put_tag(self, name: str, tag: str, digest: str, generation: str) -> None:
+        if generation == self._generations.current(name):
+            self._links.put((name, tag), (time.monotonic() + self.ttl, digest, generation))
 
     async def get(self, name: str) -> list[str] | None:
         entry = self._lists.get(name)
@@ -268,7 +287,9 @@ class InMemoryTagCache:
 
 
 class RedisTagCache:
-    """Tag lists shared by every worker in Redis, expiring after ``ttl`` seconds."""
+    """Tag lists and tag -> digest links shared by every worker in Redis, expiring after ``ttl``
+    seconds. A link's key holds the repository's generation, so a ``forget`` (one INCR) makes
+    every cached link of the repository unreachable at once."""
 
     def __init__(self, redis: RedisDescriptorCache, ttl: float, owns: bool) -> None:
         self._redis = redis
@@ -286,6 +307,20 @@ class RedisTagCache:
         keys = (f"fastreg::tagsgen::{name}", f"fastreg::tags::{name}")
         ttl_ms = max(1, int(self.ttl * 1000))
         await self._redis.call("eval", _SET_IF_CURRENT, 2, *keys, generation, orjson.dumps(tags), ttl_ms)
+
+    async def get_tag(self, name: str, tag: str) -> tuple[str | None, str]:
+        found = await self._redis.call(
+            "eval", _GET_TAG_LINK, 1, f"fastreg::tagsgen::{name}", f"fastreg::tag::{name}::", tag
+        )
+        if not found:
+            return None, "0"
+        generation, digest = found[0], found[1] if len(found) > 1 else None
+        return (digest.decode() if digest else None), generation.decode()
+
+    async def put_tag(self, name: str, tag: str, digest: str, generation: str) -> None:
+        keys = (f"fastreg::tagsgen::{name}", f"fastreg::tag::{name}::{generation}::{tag}")
+        ttl_ms = max(1, int(self.ttl * 1000))
+        await self._redis.call("eval", _SET_IF_CURRENT, 2, *keys, generation, digest, ttl_ms)
 
     async def forget(self, name: str) -> None:
         await self._redis.invalidate(

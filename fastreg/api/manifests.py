@@ -78,7 +78,7 @@ async def get_manifest(request: web.Request, params: dict[str, str]) -> web.Stre
     headers = {"Docker-Content-Digest": str(digest), "ETag": f'"{digest}"'}
     if request.headers.get("If-None-Match", "").strip('"') == str(digest):
         return web.Response(status=304, headers=headers)
-    manifest = await registry.manifests.get(name, digest)
+    manifest = await registry.manifests.load_resolved(digest)
     manifest = await _negotiate(request, name, manifest, isinstance(reference, str))
     headers = {
         "Docker-Content-Digest": str(manifest.digest),

@@ -63,7 +63,12 @@ class ManifestStore:
         return await self.tags.get(name, reference)
 
     async def get(self, name: str, reference: str | Digest) -> Manifest:
-        digest = await self.resolve(name, reference)
+        return await self.load_resolved(await self.resolve(name, reference))
+
+    async def load_resolved(self, digest: Digest) -> Manifest:
+        """The manifest of a digest ``resolve`` returned: a tag names only linked manifests (a
+        tag is written after its manifest is linked and removed before it is unlinked), so its
+        revision link is not read a second time."""
         manifest = await self.load(digest)
         if manifest is None:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"digest": str(digest)})

@@ -2,9 +2,10 @@
 has had (Distribution's layout, which its garbage collector reads).
 
 Listing the tags of a repository is one directory listing, which on object storage is a slow LIST
-request; an optional tag-list cache serves repeated lists. Writes through this store forget the
-cached list at once (for every worker when the cache is shared, in Redis); a tag written by
-another server on the same storage (Distribution) shows within the cache's time to live.
+request, and resolving a tag is one read; an optional tag-list cache serves repeated lists and
+tag -> digest lookups. Writes through this store forget the repository's cached lists and links at
+once (for every worker when the cache is shared, in Redis); a tag written by another server on the
+same storage (Distribution) shows within the cache's time to live.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ class TagListCache(Protocol):
     async def get(self, name: str) -> list[str] | None: ...
     async def generation(self, name: str) -> str: ...
     async def put(self, name: str, tags: list[str], generation: str) -> None: ...
+    async def get_tag(self, name: str, tag: str) -> tuple[str | None, str]:
+        """The cached digest of a tag (None on a miss) and the generation it was looked up at."""
+        ...
+    async def put_tag(self, name: str, tag: str, digest: str, generation: str) -> None: ...
     async def forget(self, name: str) -> None: ...
     async def close(self) -> None: ...
 
@@ -35,9 +40,18 @@ class TagStore:
         self.cache = cache
 
     async def get(self, name: str, tag: str) -> Digest:
+        """The digest a tag names: from the cache when one is configured (a pull by tag then
+        costs no storage request), else its `current/link`."""
+        generation = ""
+        if self.cache is not None:
+            cached, generation = await self.cache.get_tag(name, tag)
+            if cached is not None:
+                return Digest.parse(cached)
         digest = await read_link(self.driver, layout.tag_current_link(name, tag))
         if digest is None:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"tag": tag})
+        if self.cache is not None:
+            await self.cache.put_tag(name, tag, str(digest), generation)
         return digest
 
     async def tag(self, name: str, tag: str, digest: Digest) -> None:

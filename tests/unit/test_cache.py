@@ -47,6 +47,25 @@ async def test_tag_fill_racing_with_a_write_is_dropped(caches: Any) -> None:
     assert await tags.get("repo") == ["old", "new"]
 
 
+async def test_tag_link_is_cached_until_the_repository_changes(caches: Any) -> None:
+    _, tags = caches
+    cached, generation = await tags.get_tag("repo", "v1")
+    assert cached is None
+    await tags.put_tag("repo", "v1", str(DIGEST), generation)
+    assert (await tags.get_tag("repo", "v1"))[0] == str(DIGEST)
+    assert (await tags.get_tag("other", "v1"))[0] is None
+    await tags.forget("repo")  # a tag written: every cached link of the repository is gone
+    assert (await tags.get_tag("repo", "v1"))[0] is None
+
+
+async def test_tag_link_fill_racing_with_a_write_is_dropped(caches: Any) -> None:
+    _, tags = caches
+    _, generation = await tags.get_tag("repo", "v1")  # a reader misses and reads storage ...
+    await tags.forget("repo")  # ... the tag is moved meanwhile ...
+    await tags.put_tag("repo", "v1", str(DIGEST), generation)  # ... the old digest arrives
+    assert (await tags.get_tag("repo", "v1"))[0] is None
+
+
 async def test_link_fill_racing_with_a_delete_is_dropped(caches: Any) -> None:
     descriptors, _ = caches
     generation = await descriptors.link_generation("repo")

@@ -1,5 +1,5 @@
-"""The catalog: found by listing directories only, cached in the tag-list cache, forgotten by
-manifest writes and deletes so a new repository shows at once."""
+"""The catalog and tag links: the catalog found by listing directories only; both cached in the
+tag-list cache, forgotten by manifest writes and deletes so a change shows at once."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from fastreg.cache import InMemoryDescriptorCache, InMemoryTagCache
 from fastreg.registry import layout
 from fastreg.registry.catalog import CATALOG_KEY
 from fastreg.registry.digests import Digest
+from fastreg.registry.errors import RegistryError
 from fastreg.registry.service import Registry, RegistrySettings
 from fastreg.storage.inmemory import InMemoryDriver
 
@@ -24,6 +25,11 @@ class CountingDriver(InMemoryDriver):
         super().__init__()
         self.lists = 0
         self.stats = 0
+        self.reads = 0
+
+    async def get_content(self, path: str, limit: int | None = None) -> bytes:
+        self.reads += 1
+        return await super().get_content(path, limit)
 
     async def list(self, path: str) -> list[str]:
         self.lists += 1
@@ -38,8 +44,8 @@ async def _body(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def push(reg: Registry, name: str, tag: str) -> Digest:
-    config = b'{"architecture":"amd64"}'
+async def push(reg: Registry, name: str, tag: str, arch: str = "amd64") -> Digest:
+    config = b'{"architecture":"%s"}' % arch.encode()
     status = await reg.uploads.start(name)
     await reg.uploads.finish(name, status.upload_id, Digest.from_bytes(config), _body(config))
     raw = json.dumps({
@@ -85,3 +91,19 @@ async def test_catalog_is_served_from_the_cache_until_a_manifest_changes_it(
     assert await registry.tags.cache.get(CATALOG_KEY) == ["one", "two"]
     await registry.manifests.delete("two", digest)
     assert await registry.tags.cache.get(CATALOG_KEY) is None  # forgotten by the delete
+
+
+async def test_tag_resolution_is_cached_and_a_moved_tag_is_seen_at_once(registry: Registry) -> None:
+    driver = registry.driver
+    assert isinstance(driver, CountingDriver)
+    first = await push(registry, "app", "latest")
+    assert await registry.manifests.resolve("app", "latest") == first
+    reads = driver.reads
+    assert await registry.manifests.resolve("app", "latest") == first
+    assert driver.reads == reads  # served by the cache: no storage read
+    second = await push(registry, "app", "latest", arch="arm64")
+    assert second != first
+    assert await registry.manifests.resolve("app", "latest") == second
+    await registry.tags.untag("app", "latest")
+    with pytest.raises(RegistryError):
+        await registry.manifests.resolve("app", "latest")
