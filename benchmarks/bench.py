@@ -183,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    notes = ["--quick: small sizes, 1 round: a harness check, not a measurement"] \
-        if args.quick else []
+    quick = (f"--quick: small sizes, {args.rounds} round(s): a harness check, or a scenario "
+             "too slow at full size, not the issue's sizes")
+    notes = [quick] if args.quick else []
     if args.pull_check == "length":
         notes.append("--pull-check length: pulled blobs checked by length only, not hashed")
     if args.storage == "s3":
