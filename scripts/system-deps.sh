@@ -13,7 +13,8 @@ if [ "${1:-run}" = "test" ]; then
 fi
 if [ "${1:-run}" = "bench" ]; then
   # `make bench`: the server compared against, the load tools, nginx as the sendfile reference
-  want+=(docker-registry wrk apache2-utils nginx)
+  # and redis-server, the caches of the S3 runs
+  want+=(docker-registry wrk apache2-utils nginx redis-server)
 fi
 missing=()
 for pkg in "${want[@]}"; do
