@@ -203,11 +203,6 @@ class S3Writer:
             self._slot = False
             self._driver.part_slots.release()
 
-    def __del__(self) -> None:
-        # a writer dropped without close (never done by fastreg's callers) must not keep a slot
-        if self._slot:
-            self._release_slot()
-
     async def _upload(self, number: int, part: list[memoryview]) -> dict[str, Any]:
         resp = await self._driver.s3.call(
             "upload_part",
