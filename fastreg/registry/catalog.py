@@ -14,13 +14,9 @@ on the same storage (Distribution) shows within the cache's time to live.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from fastreg.registry import layout
+from fastreg.registry.tags import TagListCache, cached_list
 from fastreg.storage.base import PathNotFound, StorageDriver
-
-if TYPE_CHECKING:
-    from fastreg.registry.tags import TagListCache
 
 #: The cache key of the catalog: a repository name component never starts with "_".
 CATALOG_KEY = "_catalog"
@@ -52,15 +48,7 @@ class Catalog:
         self.cache = cache
 
     async def all(self) -> list[str]:
-        if self.cache is None:
-            return await list_repositories(self.driver)
-        cached = await self.cache.get(CATALOG_KEY)
-        if cached is not None:
-            return cached
-        generation = await self.cache.generation(CATALOG_KEY)
-        names = await list_repositories(self.driver)
-        await self.cache.put(CATALOG_KEY, names, generation)
-        return names
+        return await cached_list(self.cache, CATALOG_KEY, lambda: list_repositories(self.driver))
 
     async def changed(self) -> None:
         """A repository may have appeared or gone: list storage again next time."""

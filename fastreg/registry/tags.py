@@ -10,6 +10,7 @@ same storage (Distribution) shows within the cache's time to live.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from fastreg.registry import layout
@@ -32,6 +33,22 @@ class TagListCache(Protocol):
     async def put_tag(self, name: str, tag: str, digest: str, generation: str) -> None: ...
     async def forget(self, name: str) -> None: ...
     async def close(self) -> None: ...
+
+
+async def cached_list(
+    cache: TagListCache | None, key: str, fill: Callable[[], Awaitable[list[str]]]
+) -> list[str]:
+    """The list cached under ``key``, else ``fill()`` stored there. The generation is read
+    before storage is listed, so a list that a concurrent write made stale is not stored."""
+    if cache is None:
+        return await fill()
+    cached = await cache.get(key)
+    if cached is not None:
+        return cached
+    generation = await cache.generation(key)
+    names = await fill()
+    await cache.put(key, names, generation)
+    return names
 
 
 class TagStore:
@@ -74,15 +91,7 @@ class TagStore:
 
     async def all(self, name: str) -> list[str]:
         """Every tag of the repository, in ASCII order. NAME_UNKNOWN when the repo has none."""
-        if self.cache is None:
-            return await self._list(name)
-        cached = await self.cache.get(name)
-        if cached is not None:
-            return cached
-        generation = await self.cache.generation(name)
-        tags = await self._list(name)
-        await self.cache.put(name, tags, generation)
-        return tags
+        return await cached_list(self.cache, name, lambda: self._list(name))
 
     async def _list(self, name: str) -> list[str]:
         try:
