@@ -9,12 +9,9 @@ fresh container (`azure_container`), deleted afterwards.
 
 from __future__ import annotations
 
-import atexit
 import fcntl
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +29,7 @@ from yarl import URL
 
 from fastreg.storage.azure.client import AzureAuth
 from fastreg.storage.azure.params import AzureParams
+from tests.procs import LIVE, free_port, log_tail, spawn, terminate
 
 AZURITE_VERSION = "3.35.0"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -43,15 +41,6 @@ ACCOUNT_KEY = (
 READY_TIMEOUT = 60.0
 INSTALL_TIMEOUT = 600.0
 STOP_TIMEOUT = 10.0
-
-_LIVE: set[Azurite] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    for server in list(_LIVE):
-        server.stop()
-
 
 def azurite_script() -> Path:
     """The blob service's entry point, installed into the cache on first use."""
@@ -85,12 +74,6 @@ def azurite_script() -> Path:
     return main
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass(eq=False)
 class Azurite:
     workdir: Path
@@ -106,30 +89,20 @@ class Azurite:
         return self.workdir / "azurite.log"
 
     def output(self, tail: int = 20_000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-tail:]
-        except FileNotFoundError:
-            return ""
+        return log_tail(self.log_path, tail)
 
     def start(self) -> Azurite:
         script = azurite_script()
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         argv = [
             shutil.which("node") or "node", str(script),
             "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
             "--inMemoryPersistence",
             "--skipApiVersionCheck", "--loose", "--disableProductStyleUrl",
         ]  # fmt: skip
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child holds it; closed below
-        try:
-            self.proc = subprocess.Popen(
-                argv, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-                env={k: v for k, v in os.environ.items() if k != "AZURITE_ACCOUNTS"},
-            )  # fmt: skip
-        finally:
-            log.close()
-        _LIVE.add(self)
+        env = {k: v for k, v in os.environ.items() if k != "AZURITE_ACCOUNTS"}
+        self.proc = spawn(argv, self.workdir, self.log_path, env)
+        LIVE.add(self)
         try:
             self._wait_ready()
         except BaseException:
@@ -158,14 +131,9 @@ class Azurite:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=STOP_TIMEOUT)
-        _LIVE.discard(self)
+        if proc is not None:
+            terminate([proc], STOP_TIMEOUT, STOP_TIMEOUT)
+        LIVE.discard(self)
 
     # -- a synchronous client for fixtures and assertions ------------------------------------
 

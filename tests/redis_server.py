@@ -11,11 +11,7 @@ from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.procs import free_port
 
 
 class RedisServer:
@@ -23,7 +19,7 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed (Debian package redis-server; make test installs it)")
-        self.port = _free_port()
+        self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self._argv = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
                       "--appendonly", "no", "--dir", str(workdir)]

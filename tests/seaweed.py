@@ -8,12 +8,9 @@ S3 on purpose start their own instance with `SeaweedFS(...)` and `stop()`/`start
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.procs import LIVE, free_ports, kill, log_tail, spawn, terminate
 
 ACCESS_KEY = "fastreg-test-access"
 SECRET_KEY = "fastreg-test-secret-0123456789"
@@ -41,15 +40,6 @@ copy_3 = 3
 copy_other = 1
 """
 
-_LIVE: set[SeaweedFS] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    for server in list(_LIVE):
-        server.stop()
-
-
 def weed_binary() -> str:
     found = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
     if not os.access(found, os.X_OK):
@@ -59,20 +49,6 @@ def weed_binary() -> str:
             pytrace=False,
         )
     return found
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports on 127.0.0.1, held open together so none repeats."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass(eq=False)
@@ -96,10 +72,7 @@ class SeaweedFS:
         return self.workdir / "weed.log"
 
     def output(self, tail: int = 20_000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-tail:]
-        except FileNotFoundError:
-            return ""
+        return log_tail(self.log_path, tail)
 
     def start(self) -> SeaweedFS:
         """Start (or restart, on the same ports and data) and wait until S3 answers."""
@@ -117,7 +90,7 @@ class SeaweedFS:
         }
         (self.workdir / "s3.json").write_text(json.dumps(identity))
         if self._ports is None:
-            self._ports = _free_ports(8)
+            self._ports = free_ports(8)
         master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = self._ports
         # A restarted master that finds its raft state waits ~12 s for an election: start it
         # afresh (volumes report themselves again; the filer's metadata is kept).
@@ -140,19 +113,9 @@ class SeaweedFS:
             "-s3.port.iceberg=0", "-s3.port.lance=0",
             f"-s3.config={self.workdir / 's3.json'}",
         ]  # fmt: skip
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child holds it; closed below
-        try:
-            self.proc = subprocess.Popen(
-                argv,
-                cwd=self.workdir,  # master.toml is read from the working directory
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        _LIVE.add(self)
+        # master.toml is read from the working directory
+        self.proc = spawn(argv, self.workdir, self.log_path)
+        LIVE.add(self)
         try:
             self._wait_ready()
         except BaseException:
@@ -213,22 +176,16 @@ class SeaweedFS:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=TERM_GRACE)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=STOP_TIMEOUT)
-        _LIVE.discard(self)
+        if proc is not None:
+            terminate([proc], TERM_GRACE, STOP_TIMEOUT)
+        LIVE.discard(self)
 
     def kill(self) -> None:
         """Stop abruptly, as a crash or a network cut would."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=STOP_TIMEOUT)
-        _LIVE.discard(self)
+        if proc is not None:
+            kill(proc, STOP_TIMEOUT)
+        LIVE.discard(self)
 
     def new_bucket(self) -> str:
         name = f"t-{uuid.uuid4().hex[:20]}"

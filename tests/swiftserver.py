@@ -11,13 +11,10 @@ every test gets a fresh container (`swift_container`); the directory goes at the
 
 from __future__ import annotations
 
-import atexit
 import getpass
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.procs import LIVE, free_ports, log_tail, spawn, terminate
 
 USER, KEY, ACCOUNT = "test:tester", "testing", "AUTH_test"
 READY_TIMEOUT = 90.0
@@ -132,15 +131,6 @@ for name, port in ports.items():
     builder.get_ring().save(os.path.join(etc, name + ".ring.gz"))
 """
 
-_LIVE: set[SwiftServer] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    for server in list(_LIVE):
-        server.stop()
-
-
 def _binary(name: str, package: str) -> str:
     found = shutil.which(name)
     if found is None:
@@ -150,19 +140,6 @@ def _binary(name: str, package: str) -> str:
             pytrace=False,
         )
     return found
-
-
-def _free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass(eq=False)
@@ -187,18 +164,15 @@ class SwiftServer:
     def output(self, tail: int = 6_000) -> str:
         parts = []
         for name in ("memcached", *SERVERS):
-            try:
-                text = (self.workdir / f"{name}.log").read_text(errors="replace")[-tail:]
-            except FileNotFoundError:
-                continue
-            parts.append(f"--- {name} ---\n{text}")
+            if text := log_tail(self.workdir / f"{name}.log", tail):
+                parts.append(f"--- {name} ---\n{text}")
         return "\n".join(parts)
 
     def start(self) -> SwiftServer:
         etc, devices = self.workdir / "etc", self.workdir / "node"
         (devices / "d1").mkdir(parents=True, exist_ok=True)
         etc.mkdir(exist_ok=True)
-        ports = _free_ports(5)
+        ports = free_ports(5)
         self.ports = dict(zip(("proxy", "account", "container", "object", "memcached"), ports))
         salt = uuid.uuid4().hex
         (etc / "swift.conf").write_text(_SWIFT_CONF.format(suffix=salt[:16], prefix=salt[16:]))
@@ -241,15 +215,8 @@ class SwiftServer:
                         pytrace=False)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child holds it
-        try:
-            self.procs[name] = subprocess.Popen(
-                argv, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        finally:
-            log.close()
-        _LIVE.add(self)
+        self.procs[name] = spawn(argv, self.workdir, self.workdir / f"{name}.log")
+        LIVE.add(self)
 
     def _wait_ready(self) -> None:
         """An authenticated object round trip works (proxy, account, container, object up)."""
@@ -313,16 +280,8 @@ class SwiftServer:
 
     def stop(self) -> None:
         procs, self.procs = self.procs, {}
-        for proc in procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=STOP_TIMEOUT)
-        _LIVE.discard(self)
+        terminate(list(procs.values()), STOP_TIMEOUT, STOP_TIMEOUT)
+        LIVE.discard(self)
 
 
 @pytest.fixture(scope="session")
