@@ -19,6 +19,7 @@ from fastreg.storage import factory
 from fastreg.storage.base import PathNotFound, StorageError
 from fastreg.storage.s3 import S3Driver, S3Params
 from fastreg.storage.s3 import driver as s3_driver
+from fastreg.storage.s3 import writer as s3_writer
 from fastreg.storage.s3.params import MAX_PART, MIN_PART, split
 from tests.seaweed import SeaweedFS
 
@@ -74,8 +75,136 @@ async def test_streamed_upload_resumes_in_another_driver(
         assert (await d.stat("/up/data")).size == end
     d = make()
     assert hashlib.sha256(await read_all(d, "/up/data")).digest() == hashlib.sha256(data).digest()
-    assert seaweedfs.keys(s3_bucket) == ["up/data"]
+    # the head took the small PATCHes (rewritten while under 5 MiB); the last one is a segment
+    assert seaweedfs.keys(s3_bucket) == ["up/data", f"up/data~/{14 * MIB:020d}"]
+    assert await d.list("/up") == ["data"]  # segments are no files of their own
+    across = b"".join([c async for c in d.reader("/up/data", 14 * MIB - 5, 10)])
+    assert across == data[14 * MIB - 5 : 14 * MIB + 5]
+    tail = b"".join([c async for c in d.reader("/up/data", 20 * MIB)])
+    assert tail == data[20 * MIB :]
     assert not seaweedfs.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+    await d.move("/up/data", "/blobs/b")  # the pieces composed into one object
+    assert seaweedfs.keys(s3_bucket) == ["blobs/b"]
+    assert await read_all(d, "/blobs/b") == data
+    head = seaweedfs.client().head_object(Bucket=s3_bucket, Key="blobs/b")
+    assert not head.get("Metadata")  # the blob is a plain object, as Distribution writes them
+
+
+def piece_etags(seaweedfs: SeaweedFS, bucket: str, prefix: str) -> dict[str, str]:
+    client = seaweedfs.client()
+    return {
+        k: client.head_object(Bucket=bucket, Key=k)["ETag"] for k in seaweedfs.keys(bucket, prefix)
+    }
+
+
+async def append(d: S3Driver, path: str, data: bytes) -> None:
+    """One PATCH: a writer session that appends ``data`` in 1 MiB batches and commits."""
+    w = await d.writer(path, append=True)
+    for i in range(0, len(data), MIB):
+        await w.write(data[i : i + MIB])
+    await w.commit()
+    await w.close()
+
+
+async def test_appends_never_copy_what_is_stored(
+    make: Any, seaweedfs: SeaweedFS, s3_bucket: str
+) -> None:
+    """A train of PATCHes costs each byte one write: every PATCH adds an object and leaves the
+    earlier ones as they are (before, each PATCH copied the whole file into a new upload)."""
+    d = make(chunksize=5 * MIB)
+    await d.put_content("/up/data", b"")
+    patches = [os.urandom(6 * MIB + i) for i in range(5)]
+    seen: dict[str, str] = {}
+    for n, patch in enumerate(patches, start=1):
+        await append(d, "/up/data", patch)
+        etags = piece_etags(seaweedfs, s3_bucket, "up/")
+        assert len(etags) == n
+        assert all(etags[k] == v for k, v in seen.items())  # no earlier piece was rewritten
+        seen = etags
+    assert await read_all(make(), "/up/data") == b"".join(patches)
+    assert (await d.stat("/up/data")).size == sum(map(len, patches))
+
+
+async def test_small_appends_grow_the_last_piece_to_a_part(
+    make: Any, seaweedfs: SeaweedFS, s3_bucket: str
+) -> None:
+    """Pieces but the last are >= 5 MiB (each must be able to be a part of the composed blob):
+    1 MiB PATCHes rewrite the last piece until it reaches 5 MiB, then start a new one."""
+    d = make(chunksize=5 * MIB)
+    await d.put_content("/up/data", b"")
+    patches = [os.urandom(MIB + 3) for _ in range(12)]
+    for patch in patches:
+        await append(make(chunksize=5 * MIB), "/up/data", patch)
+    layout = await d.layout("/up/data")
+    assert layout is not None and len(layout.pieces) == 3
+    assert all(p.size >= MIN_PART for p in layout.pieces[:-1])
+    assert await read_all(d, "/up/data") == b"".join(patches)
+    await d.move("/up/data", "/blob")
+    assert await read_all(d, "/blob") == b"".join(patches)
+
+
+async def test_many_segments_merge_into_the_head(
+    make: Any, monkeypatch: pytest.MonkeyPatch, seaweedfs: SeaweedFS, s3_bucket: str
+) -> None:
+    monkeypatch.setattr(s3_writer, "MAX_SEGMENTS", 2)
+    d = make(chunksize=5 * MIB, multipartcopychunksize=5 * MIB)
+    patches = [os.urandom(5 * MIB + i) for i in range(5)]
+    await d.put_content("/up/data", patches[0])
+    for patch in patches[1:]:
+        await append(d, "/up/data", patch)
+    # head + 2 segments were merged before the fourth PATCH: head, then the last two
+    keys = seaweedfs.keys(s3_bucket)
+    assert len(keys) == 3 and keys[0] == "up/data"
+    assert await read_all(make(), "/up/data") == b"".join(patches)
+
+
+async def test_a_merge_cut_short_leaves_the_file_whole(
+    make: Any, seaweedfs: SeaweedFS, s3_bucket: str
+) -> None:
+    """A merge composes the head first and deletes the segments after: a crash between the two
+    leaves segments the head already holds, which are ignored, not read twice."""
+    d = make(chunksize=5 * MIB, multipartcopychunksize=5 * MIB)
+    data = os.urandom(11 * MIB)
+    await d.put_content("/up/data", data[: 5 * MIB])
+    await append(d, "/up/data", data[5 * MIB :])
+    layout = await d.layout("/up/data")
+    assert layout is not None
+    await d.compose("/up/data", layout.pieces, layout.head.key, marked=True)  # no delete after
+    assert len(seaweedfs.keys(s3_bucket)) == 2
+    assert (await d.stat("/up/data")).size == len(data)
+    assert await read_all(d, "/up/data") == data
+    more = os.urandom(MIB)
+    await append(d, "/up/data", more)
+    assert await read_all(make(), "/up/data") == data + more
+
+
+async def test_truncate_and_delete_drop_segments(
+    make: Any, seaweedfs: SeaweedFS, s3_bucket: str
+) -> None:
+    d = make(chunksize=5 * MIB)
+    await d.put_content("/up/data", os.urandom(5 * MIB))
+    await append(d, "/up/data", os.urandom(5 * MIB))
+    w = await d.writer("/up/data", append=False)  # truncated: the old segment must not return
+    await w.close()
+    fresh = os.urandom(5 * MIB)
+    await append(d, "/up/data", fresh)
+    await append(d, "/up/data", b"x")  # marks the head again
+    assert await read_all(d, "/up/data") == fresh + b"x"
+    await d.delete("/up/data")
+    assert seaweedfs.keys(s3_bucket) == []
+    with pytest.raises(PathNotFound):
+        await d.stat("/up/data")
+
+
+async def test_a_gap_between_segments_is_an_error_not_wrong_bytes(
+    make: Any, seaweedfs: SeaweedFS, s3_bucket: str
+) -> None:
+    d = make(chunksize=5 * MIB)
+    await d.put_content("/up/data", os.urandom(5 * MIB))
+    await append(d, "/up/data", os.urandom(5 * MIB))
+    seaweedfs.client().put_object(Bucket=s3_bucket, Key=f"up/data~/{20 * MIB:020d}", Body=b"z")
+    with pytest.raises(StorageError, match="segment at"):
+        await d.stat("/up/data")
 
 
 async def test_uncommitted_write_leaves_the_file_as_it_was(
@@ -159,7 +288,7 @@ def test_part_size_grows_so_ten_thousand_parts_reach_five_tib() -> None:
     d = S3Driver(params)
     from fastreg.storage.s3.writer import S3Writer
 
-    w = S3Writer(d, "/x", 0, False)
+    w = S3Writer(d, "/x", None)
     sizes = [w.part_size(n) for n in range(1, 10_001)]
     assert sizes[0] == 10 * MIB and sizes[999] == 10 * MIB and sizes[1000] == 20 * MIB
     assert max(sizes) == MAX_PART

@@ -3,7 +3,9 @@
 A path `/docker/registry/v2/x` is the key `<rootdirectory>/docker/registry/v2/x` without a leading
 slash (Distribution's `s3Path`), so Distribution and fastreg serve the same bucket. Directories are
 key prefixes. Moves are server-side copies (multipart above `multipartcopythresholdsize`, always
-above 5 GiB where CopyObject cannot go) followed by a delete of the source.
+above 5 GiB where CopyObject cannot go) followed by a delete of the source. A file appended to in
+several sessions (an upload sent in many PATCHes) is a head object and segments (segments.py),
+read, moved and deleted as one file.
 """
 
 from __future__ import annotations
@@ -16,7 +18,17 @@ from typing import Any
 from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
 from fastreg.storage.s3.body import Chunk, PartBody
 from fastreg.storage.s3.client import TRANSPORT_ERRORS, S3Client, S3Error, translate
-from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, S3Params, split
+from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, MIN_PART, S3Params, split
+from fastreg.storage.s3.segments import (
+    MARKER,
+    FileLayout,
+    Piece,
+    SegmentsInconsistent,
+    covering,
+    is_marked,
+    resolve,
+    segment_prefix,
+)
 from fastreg.storage.s3.writer import S3Writer
 
 READ_CHUNK = 1024 * 1024
@@ -49,10 +61,13 @@ class S3Driver:
         key = self.key(path).rstrip("/")
         return key + "/" if key else ""
 
-    def put_args(self) -> dict[str, str]:
-        """Headers every new object gets: content type, storage class, server-side encryption."""
+    def put_args(self, marked: bool = False) -> dict[str, Any]:
+        """Headers every new object gets: content type, storage class, server-side encryption;
+        and the segments marker on a head that segments may follow (segments.py)."""
         p = self.params
-        args = {"ContentType": "application/octet-stream"}
+        args: dict[str, Any] = {"ContentType": "application/octet-stream"}
+        if marked:
+            args["Metadata"] = {MARKER: "1"}
         if p.storageclass:
             args["StorageClass"] = p.storageclass
         if p.encrypt:
@@ -79,10 +94,17 @@ class S3Driver:
     async def put_content(self, path: str, data: bytes) -> None:
         await self.put_chunks(path, [data])
 
-    async def put_chunks(self, path: str, chunks: Sequence[Chunk]) -> None:
-        """One object made of ``chunks`` in order, sent without joining them (body.py)."""
+    async def put_chunks(
+        self, path: str, chunks: Sequence[Chunk], key: str | None = None, marked: bool = False
+    ) -> None:
+        """One object made of ``chunks`` in order, sent without joining them (body.py), at
+        ``key`` (the path's own by default: a writer may target a segment)."""
         await self.s3.call(
-            "put_object", path, Key=self.key(path), Body=PartBody(chunks), **self.put_args()
+            "put_object",
+            path,
+            Key=key or self.key(path),
+            Body=PartBody(chunks),
+            **self.put_args(marked),
         )
 
     # -- streams ----------------------------------------------------------------------------
@@ -94,18 +116,36 @@ class S3Driver:
         if length is not None and length <= 0:
             await self._check_offset(path, offset)
             return
-        args: dict[str, Any] = {"Key": key}
-        if offset or length is not None:
-            end = "" if length is None else str(offset + length - 1)
-            args["Range"] = f"bytes={offset}-{end}"
+        end = None if length is None else offset + length
         try:
-            resp = await self.s3.call("get_object", path, **args)
+            resp = await self._get(path, key, offset, end)
         except S3Error as exc:
             if exc.code != "InvalidRange":
                 raise
-            await self._check_offset(path, offset)  # at the very end: nothing to read
+            # past the head's end: the bytes are in segments, or this is the very end
+            layout = await self._check_offset(path, offset)
+            if layout.segments:
+                async for chunk in self._read_pieces(path, layout, offset, end):
+                    yield chunk
             return
-        body = resp["Body"]
+        if is_marked(resp):  # a head of segments: read the file piece by piece
+            resp["Body"].close()
+            whole = await self._layout_of(path)
+            if whole is None:
+                raise PathNotFound(path)
+            async for chunk in self._read_pieces(path, whole, offset, end):
+                yield chunk
+            return
+        async for chunk in self._stream(path, resp["Body"]):
+            yield chunk
+
+    async def _get(self, path: str, key: str, offset: int, end: int | None) -> Any:
+        args: dict[str, Any] = {"Key": key}
+        if offset or end is not None:
+            args["Range"] = f"bytes={offset}-{'' if end is None else end - 1}"
+        return await self.s3.call("get_object", path, **args)
+
+    async def _stream(self, path: str, body: Any) -> AsyncIterator[bytes]:
         try:
             while True:
                 try:
@@ -118,12 +158,31 @@ class S3Driver:
         finally:
             body.close()
 
-    async def _check_offset(self, path: str, offset: int) -> None:
-        info = await self.stat(path)
-        if info.is_dir:
+    async def _read_pieces(
+        self, path: str, layout: FileLayout, offset: int, end: int | None
+    ) -> AsyncIterator[bytes]:
+        if offset > layout.size:
+            raise InvalidOffset(f"{path}: offset {offset} beyond {layout.size}")
+        for piece, start, stop in covering(layout, offset, layout.size if end is None else end):
+            resp = await self._get(path, piece.key, start, stop)
+            async for chunk in self._stream(path, resp["Body"]):
+                yield chunk
+
+    async def get_piece(self, path: str, piece: Piece) -> bytes:
+        """The whole of one piece of a file (a writer carries a short last piece over)."""
+        resp = await self._get(path, piece.key, 0, None)
+        data = b"".join([chunk async for chunk in self._stream(path, resp["Body"])])
+        if len(data) != piece.size:
+            raise StorageError(f"{path}: changed by another writer")
+        return data
+
+    async def _check_offset(self, path: str, offset: int) -> FileLayout:
+        layout = await self.layout(path)
+        if layout is None:
             raise PathNotFound(path)
-        if offset > info.size:
-            raise InvalidOffset(f"{path}: offset {offset} beyond {info.size}")
+        if offset > layout.size:
+            raise InvalidOffset(f"{path}: offset {offset} beyond {layout.size}")
+        return layout
 
     async def writer(self, path: str, append: bool) -> S3Writer:
         return await S3Writer.open(self, path, append)
@@ -131,18 +190,45 @@ class S3Driver:
     # -- metadata ---------------------------------------------------------------------------
 
     async def stat(self, path: str) -> FileInfo:
-        key = self.key(path)
-        if key:
-            try:
-                head = await self.s3.call("head_object", path, Key=key)
-                mtime = head["LastModified"].timestamp() if head.get("LastModified") else 0.0
-                return FileInfo(path, int(head["ContentLength"]), mtime, False)
-            except PathNotFound:
-                pass
-        page = await self.s3.call("list_objects_v2", path, Prefix=self._prefix(path), MaxKeys=1)
-        if page.get("Contents") or page.get("CommonPrefixes"):
+        layout = await self.layout(path)
+        if layout is None:
             return FileInfo(path, 0, 0.0, True)
+        return FileInfo(path, layout.size, layout.mtime, False)
+
+    async def layout(self, path: str) -> FileLayout | None:
+        """The objects the file at ``path`` is made of; None for a directory.
+        PathNotFound when there is neither."""
+        layout = await self._layout_of(path)
+        if layout is not None:
+            return layout
+        prefix = self._prefix(path)
+        page = await self.s3.call("list_objects_v2", path, Prefix=prefix, MaxKeys=1)
+        if page.get("Contents") or page.get("CommonPrefixes"):
+            return None
         raise PathNotFound(path)
+
+    async def _layout_of(self, path: str) -> FileLayout | None:
+        """The file's head and segments; None when there is no object at the path's key."""
+        key = self.key(path)
+        if not key:
+            return None
+        try:
+            head = await self.s3.call("head_object", path, Key=key)
+        except PathNotFound:
+            return None
+        mtime = head["LastModified"].timestamp() if head.get("LastModified") else 0.0
+        piece = Piece(key, 0, int(head["ContentLength"]), mtime)
+        if not is_marked(head):
+            return FileLayout(piece)
+        listed = [
+            o
+            async for page in self._pages(path, segment_prefix(key))
+            for o in page.get("Contents", ())
+        ]
+        try:
+            return resolve(piece, listed)
+        except SegmentsInconsistent as exc:
+            raise StorageError(str(exc)) from exc
 
     async def list(self, path: str) -> list[str]:
         prefix = self._prefix(path)
@@ -152,7 +238,8 @@ class S3Driver:
             names += [
                 c["Prefix"][len(prefix) :].rstrip("/") for c in page.get("CommonPrefixes", ())
             ]
-        names = [n for n in names if n]  # a "folder marker" object named like the prefix
+        # "": a "folder marker" object named like the prefix; "~": a file's segments
+        names = [n for n in names if n and "~" not in n]
         if not names:
             raise PathNotFound(path)
         return names
@@ -170,31 +257,61 @@ class S3Driver:
                 return
             args["ContinuationToken"] = page["NextContinuationToken"]
 
-    # -- move and delete --------------------------------------------------------------------
+    # -- segments ---------------------------------------------------------------------------
 
-    async def move(self, source: str, dest: str) -> None:
-        info = await self.stat(source)
-        if info.is_dir:
-            raise PathNotFound(source)
-        src, dst = self.key(source), self.key(dest)
-        if info.size <= min(self.params.multipartcopythresholdsize, MAX_PART):
+    async def mark(self, path: str, layout: FileLayout) -> None:
+        """Let segments follow the head of ``layout``: drop leftovers of an earlier file at the
+        path (truncated or replaced since), then set the marker (a copy of the head onto itself:
+        once per file, and only for a file appended to more than once)."""
+        prefix = segment_prefix(layout.head.key)
+        leftovers = [
+            o["Key"] async for page in self._pages(path, prefix) for o in page.get("Contents", ())
+        ]
+        await self._delete_keys(path, [*leftovers, prefix] if leftovers else [])
+        await self.compose(path, [layout.head], layout.head.key, marked=True)
+        layout.marked = True
+
+    async def merge(self, path: str, layout: FileLayout) -> None:
+        """Compose all the pieces into the head, then drop the segments (leftovers of a merge
+        cut short are ignored by ``segments.resolve``: a head only ever grows)."""
+        await self.compose(path, layout.pieces, layout.head.key, marked=True)
+        stale = [p.key for p in layout.segments]
+        layout.head = Piece(layout.head.key, 0, layout.size, layout.mtime)
+        layout.segments = []
+        await self._delete_keys(path, stale)
+
+    async def compose(
+        self, path: str, pieces: builtins.list[Piece], dst: str, marked: bool = False
+    ) -> None:
+        """One object at ``dst`` made of ``pieces`` in order, copied inside the store: CopyObject
+        for one piece up to the copy threshold, else a multipart upload of UploadPartCopy ranges
+        (pieces but the last are >= 5 MiB, so each can be parts of its own)."""
+        pieces = [p for p in pieces if p.size] or pieces[:1]
+        total = sum(p.size for p in pieces)
+        if len(pieces) == 1 and total <= min(self.params.multipartcopythresholdsize, MAX_PART):
             await self.s3.call(
                 "copy_object",
-                source,
+                path,
                 Key=dst,
-                CopySource={"Bucket": self.params.bucket, "Key": src},
-                **self.put_args(),
+                CopySource={"Bucket": self.params.bucket, "Key": pieces[0].key},
+                MetadataDirective="REPLACE",  # this object's headers, not the source's marker
+                **self.put_args(marked),
             )
-        else:
-            await self.multipart_copy(source, src, dst, info.size)
-        await self.s3.call("delete_object", source, Key=src)
-
-    async def multipart_copy(self, path: str, src: str, dst: str, size: int) -> None:
-        upload = await self.s3.call("create_multipart_upload", path, Key=dst, **self.put_args())
+            return
+        # each piece adds at most one part beyond its share of the total: 10,000 parts at most
+        chunk = max(self.params.multipartcopychunksize, -(-total // (MAX_PARTS - len(pieces))))
+        # a part cut from a piece that is not the last must be >= 5 MiB too
+        ranges = [
+            (p.key, start, end)
+            for i, p in enumerate(pieces, start=1)
+            for start, end in split(p.size, chunk, last_min=MIN_PART if i < len(pieces) else 0)
+        ]
+        upload = await self.s3.call(
+            "create_multipart_upload", path, Key=dst, **self.put_args(marked)
+        )
         upload_id = upload["UploadId"]
         try:
-            chunk = max(self.params.multipartcopychunksize, -(-size // MAX_PARTS))
-            parts = await self.copy_parts(path, src, dst, upload_id, split(size, chunk), 1)
+            parts = await self.copy_parts(path, dst, upload_id, ranges)
             await self.s3.call(
                 "complete_multipart_upload",
                 path,
@@ -206,19 +323,27 @@ class S3Driver:
             await self.abort(path, dst, upload_id)
             raise
 
+    # -- move and delete --------------------------------------------------------------------
+
+    async def move(self, source: str, dest: str) -> None:
+        layout = await self.layout(source)
+        if layout is None:
+            raise PathNotFound(source)
+        await self.compose(source, layout.pieces, self.key(dest))
+        await self._delete_keys(source, self._keys_of(layout))
+
     async def copy_parts(
         self,
         path: str,
-        src: str,
         dst: str,
         upload_id: str,
-        ranges: builtins.list[tuple[int, int]],
-        first: int,
+        ranges: builtins.list[tuple[str, int, int]],
     ) -> builtins.list[dict[str, Any]]:
-        """UploadPartCopy ``ranges`` of ``src`` as parts ``first, first+1, ...``, in parallel."""
+        """UploadPartCopy ``(source key, first byte, last byte)`` ranges as parts 1, 2, ...,
+        in parallel."""
         limit = asyncio.Semaphore(self.params.multipartcopymaxconcurrency)
 
-        async def one(number: int, start: int, end: int) -> dict[str, Any]:
+        async def one(number: int, src: str, start: int, end: int) -> dict[str, Any]:
             async with limit:
                 resp = await self.s3.call(
                     "upload_part_copy",
@@ -231,7 +356,7 @@ class S3Driver:
                 )
             return {"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]}
 
-        tasks = [asyncio.ensure_future(one(first + i, s, e)) for i, (s, e) in enumerate(ranges)]
+        tasks = [asyncio.ensure_future(one(number, *r)) for number, r in enumerate(ranges, start=1)]
         try:
             return list(await asyncio.gather(*tasks))
         finally:
@@ -247,6 +372,12 @@ class S3Driver:
         except (StorageError, asyncio.CancelledError):
             pass
 
+    @staticmethod
+    def _keys_of(layout: FileLayout) -> builtins.list[str]:
+        """The keys a file is stored in, and (when marked) its segments' folder entry."""
+        keys = [p.key for p in layout.pieces]
+        return [*keys, segment_prefix(layout.head.key)] if layout.marked else keys
+
     async def delete(self, path: str) -> None:
         key, prefix = self.key(path), self._prefix(path)
         keys = [
@@ -254,15 +385,18 @@ class S3Driver:
         ]
         children = bool(keys)
         if key:
-            try:
-                await self.s3.call("head_object", path, Key=key)
-                keys.append(key)
-            except PathNotFound:
-                pass
+            layout = await self._layout_of(path)
+            if layout is not None:
+                keys += self._keys_of(layout)
         if not keys:
             raise PathNotFound(path)
         if children:
             keys += _folders(prefix, keys)
+        await self._delete_keys(path, keys)
+        if children:
+            await self._abort_uploads(path, prefix)
+
+    async def _delete_keys(self, path: str, keys: builtins.list[str]) -> None:
         for i in range(0, len(keys), LIST_MAX):
             batch = [{"Key": k} for k in keys[i : i + LIST_MAX]]
             resp = await self.s3.call(
@@ -271,8 +405,6 @@ class S3Driver:
             if resp.get("Errors"):
                 first = resp["Errors"][0]
                 raise StorageError(f"s3 delete {path}: {first.get('Key')}: {first.get('Code')}")
-        if children:
-            await self._abort_uploads(path, prefix)
 
     async def _abort_uploads(self, path: str, prefix: str) -> None:
         """Abort multipart uploads left below a deleted directory by a writer that crashed."""

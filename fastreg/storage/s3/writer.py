@@ -1,12 +1,13 @@
-"""Appending to an S3 object: streamed multipart uploads, one part in flight and one buffering.
+"""Appending to an S3 file: streamed multipart uploads, one part in flight and one buffering.
 
 S3 cannot append, and the parts of an unfinished multipart upload cannot be read back, while an
 upload session must be readable (another worker re-hashes it) and resumable after a restart. So
-each writer session ends, at ``commit``, with a complete object at the key (Distribution's layout,
-readable and stat-able by any process), and appending again starts a new multipart upload whose
-first parts are the existing object: server-side UploadPartCopy when it is >= 5 MiB, else its few
-bytes are read back into the buffer. A session that ends without ``commit`` (client gone, S3 down,
-crash) aborts its upload and leaves the previous object untouched: never a half-written file.
+each writer session ends, at ``commit``, with whole objects: the first session writes the file's
+head object (Distribution's layout, readable and stat-able by any process), and each later one
+adds a segment object after it (segments.py), so no byte is copied again until the file is
+moved. A last piece smaller than a part (5 MiB) is read back and rewritten with the new bytes
+after it. A session that ends without ``commit`` (client gone, S3 down, crash) aborts its
+upload and leaves the file as it was: never a half-written file.
 
 Parts are ``chunksize`` bytes, doubling every 1000 parts (capped at 5 GiB), so a stream of unknown
 length never needs more than 10,000 parts. A part is sent while ``write`` returns, so reading the
@@ -22,29 +23,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any
 
 from fastreg.storage.base import PathNotFound, StorageError
 from fastreg.storage.s3.body import PartBody, PartBuffer
-from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, MIN_PART, split
+from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, MIN_PART
+from fastreg.storage.s3.segments import MAX_SEGMENTS, FileLayout, Piece, segment_key
 
 if TYPE_CHECKING:
     from fastreg.storage.s3.driver import S3Driver
 
-#: Parts of the existing object copied when appending leave room for 9,000 streamed parts.
-SEED_PARTS = 1000
 #: How long an upload waits for a part slot before it goes on without one (see _hold_slot).
 SLOT_WAIT = 5.0
 
 
 class S3Writer:
-    def __init__(self, driver: S3Driver, path: str, base: int, exists: bool) -> None:
+    def __init__(self, driver: S3Driver, path: str, layout: FileLayout | None) -> None:
         self._driver = driver
         self._path = path
-        self._key = driver.key(path)
-        self._base = base  # bytes of the stored object this session appends to
-        self._exists = exists
-        self._seeded = False  # the stored bytes are in the buffer or copied as parts
+        self._layout = layout  # the committed file (None: there is none yet)
+        self._target: Piece | None = None  # the object this session writes, once it writes
         self._written = 0
         self._pending = PartBuffer()  # bytes of the next part
         self._upload_id: str | None = None
@@ -58,18 +57,18 @@ class S3Writer:
     async def open(cls, driver: S3Driver, path: str, append: bool) -> S3Writer:
         if not append:  # truncate now, as O_TRUNC does: the empty file is visible at once
             await driver.put_content(path, b"")
-            return cls(driver, path, 0, True)
+            return cls(driver, path, FileLayout(Piece(driver.key(path), 0, 0, time.time())))
         try:
-            info = await driver.stat(path)
+            layout = await driver.layout(path)
         except PathNotFound:
-            return cls(driver, path, 0, False)
-        if info.is_dir:
+            return cls(driver, path, None)
+        if layout is None:
             raise StorageError(f"{path}: is a directory")
-        return cls(driver, path, info.size, True)
+        return cls(driver, path, layout)
 
     @property
     def size(self) -> int:
-        return self._base + self._written
+        return (self._layout.size if self._layout else 0) + self._written
 
     def part_size(self, number: int) -> int:
         return min(MAX_PART, self._driver.params.chunksize << ((number - 1) // 1000))
@@ -79,8 +78,8 @@ class S3Writer:
             raise StorageError("write on a closed writer")
         if not data:
             return
-        if not self._seeded:
-            await self._seed()
+        if self._target is None:
+            await self._plan()
         if self._inflight is not None:
             # one part in memory at a time: the caller's lanes (a few batches) are the read-ahead
             await self._drain()
@@ -93,13 +92,16 @@ class S3Writer:
     async def commit(self) -> None:
         if self._closed:
             raise StorageError("commit on a closed writer")
-        if not self._seeded:  # nothing written: an append on a missing file still creates it
-            if not self._exists:
+        target = self._target
+        if target is None:  # nothing written: an append on a missing file still creates it
+            if self._layout is None:
                 await self._driver.put_content(self._path, b"")
-                self._exists = True
+                self._layout = FileLayout(Piece(self._driver.key(self._path), 0, 0, time.time()))
             return
         if self._upload_id is None:
-            await self._driver.put_chunks(self._path, self._pending.take_all())
+            await self._driver.put_chunks(
+                self._path, self._pending.take_all(), key=target.key, marked=self._marked()
+            )
         else:
             if self._pending.size:
                 await self._ship(self._pending.take_all())
@@ -107,19 +109,25 @@ class S3Writer:
             await self._driver.s3.call(
                 "complete_multipart_upload",
                 self._path,
-                Key=self._key,
+                Key=target.key,
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": sorted(self._parts, key=lambda p: p["PartNumber"])},
             )
-        # the object is whole again: later writes append to it as a new session would
-        self._base, self._written, self._exists = self.size, 0, True
+        # the piece is whole: later writes go on after it, as a new session's would
+        piece = Piece(target.key, target.offset, self.size - target.offset, time.time())
+        if self._layout is None:
+            self._layout = FileLayout(piece)
+        else:
+            self._layout.put(piece)
+        self._written, self._target = 0, None
         self._pending = PartBuffer()
         self._release_slot()
-        self._upload_id, self._parts, self._next_part, self._seeded = None, [], 1, False
+        self._upload_id, self._parts, self._next_part = None, [], 1
 
     async def cancel(self) -> None:
         await self.close()
-        await self._driver.s3.call("delete_object", self._path, Key=self._key)
+        with contextlib.suppress(PathNotFound):
+            await self._driver.delete(self._path)
 
     async def close(self) -> None:
         """Drop what was not committed; safe twice."""
@@ -133,35 +141,43 @@ class S3Writer:
             with contextlib.suppress(BaseException):
                 await task
         self._release_slot()
-        if self._upload_id is not None:
-            await self._driver.abort(self._path, self._key, self._upload_id)
+        if self._upload_id is not None and self._target is not None:
+            await self._driver.abort(self._path, self._target.key, self._upload_id)
             self._upload_id = None
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _seed(self) -> None:
-        """Put the stored bytes in front of what this session writes."""
-        self._seeded = True
-        if self._base == 0:
+    async def _plan(self) -> None:
+        """Choose the object this session writes: the head of a new file, a rewrite of a last
+        piece too small to be a part (its bytes carried in front), or a new segment."""
+        layout = self._layout
+        if layout is None:
+            self._target = Piece(self._driver.key(self._path), 0, 0, 0.0)
             return
-        if self._base < MIN_PART:  # too small to be a part: carry the bytes over
-            data = await self._driver.get_content(self._path, MIN_PART)
-            if len(data) != self._base:
-                raise StorageError(f"{self._path}: changed by another writer")
-            self._pending.add(data, front=True)
+        if len(layout.segments) >= MAX_SEGMENTS:
+            await self._driver.merge(self._path, layout)
+        last = layout.last
+        if last.size < MIN_PART:
+            if last.size:
+                self._pending.add(await self._driver.get_piece(self._path, last), front=True)
+            self._target = last
             return
-        await self._start()
-        assert self._upload_id is not None
-        chunk = max(self._driver.params.multipartcopychunksize, -(-self._base // SEED_PARTS))
-        ranges = split(self._base, chunk, last_min=MIN_PART)
-        self._parts = await self._driver.copy_parts(
-            self._path, self._key, self._key, self._upload_id, ranges, 1
-        )
-        self._next_part = len(ranges) + 1
+        if not layout.marked:
+            await self._driver.mark(self._path, layout)
+        self._target = Piece(segment_key(layout.head.key, layout.size), layout.size, 0, 0.0)
+
+    def _marked(self) -> bool:
+        """A rewritten head keeps the marker that lets its segments be found."""
+        layout, target = self._layout, self._target
+        return bool(layout and target and layout.marked and target.key == layout.head.key)
 
     async def _start(self) -> None:
+        assert self._target is not None
         upload = await self._driver.s3.call(
-            "create_multipart_upload", self._path, Key=self._key, **self._driver.put_args()
+            "create_multipart_upload",
+            self._path,
+            Key=self._target.key,
+            **self._driver.put_args(self._marked()),
         )
         self._upload_id = upload["UploadId"]
 
@@ -204,10 +220,11 @@ class S3Writer:
             self._driver.part_slots.release()
 
     async def _upload(self, number: int, part: list[memoryview]) -> dict[str, Any]:
+        assert self._target is not None
         resp = await self._driver.s3.call(
             "upload_part",
             self._path,
-            Key=self._key,
+            Key=self._target.key,
             UploadId=self._upload_id,
             PartNumber=number,
             Body=PartBody(part),
