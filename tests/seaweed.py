@@ -40,6 +40,7 @@ copy_3 = 3
 copy_other = 1
 """
 
+
 def weed_binary() -> str:
     found = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
     if not os.access(found, os.X_OK):
@@ -225,35 +226,14 @@ class SeaweedFS:
         }
 
 
-def _shared_loader_sessions() -> Any:
-    """aiobotocore sessions sharing one botocore data loader.
-
-    Every driver builds its own session, which parses botocore's S3 model again (~0.3 s); a test
-    run builds hundreds of drivers, so the tests share the parsed (immutable) model files.
-    """
-    from aiobotocore.session import get_session
-    from botocore.loaders import create_loader
-
-    loader = create_loader()
-
-    def make() -> Any:
-        session = get_session()
-        session.register_component("data_loader", loader)
-        return session
-
-    return make
-
-
 @pytest.fixture(scope="session")
 def seaweedfs() -> Iterator[SeaweedFS]:
     """The session's SeaweedFS; its output is printed if it fails to start."""
     workdir = Path(tempfile.mkdtemp(prefix="fastreg-weed-"))
     server = SeaweedFS(workdir)
     try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr("fastreg.storage.s3.client.get_session", _shared_loader_sessions())
-            server.start()
-            yield server
+        server.start()
+        yield server
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -20,7 +20,7 @@ def create_driver(name: str, parameters: Mapping[str, Any]) -> StorageDriver:
     if name == "inmemory":
         return InMemoryDriver.from_parameters(parameters)
     if name in ("s3", "s3aws"):  # Distribution registers its s3 driver under both names
-        from fastreg.storage.s3 import S3Driver  # aiobotocore is imported only when used
+        from fastreg.storage.s3 import S3Driver  # imported only when used
 
         return S3Driver.from_parameters(parameters)
     if name == "azure":

@@ -13,6 +13,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from yarl import URL
 
 from fastreg.configkeys import ConfigError
 from fastreg.storage import factory
@@ -370,6 +372,14 @@ async def test_wrong_secret_key_fails_health_check_clearly(
             await d.healthy()
     finally:
         await d.close()
+    bad = S3Driver.from_parameters(
+        seaweedfs.s3_parameters(s3_bucket, secretkey="wrong", v4auth=False)
+    )
+    try:
+        with pytest.raises(StorageError, match="secret key does not match"):
+            await bad.healthy()
+    finally:
+        await bad.close()
 
 
 async def test_unreachable_endpoint_fails_fast() -> None:
@@ -449,3 +459,111 @@ async def test_rate_limit_spaces_requests(make: Any) -> None:
     started = asyncio.get_running_loop().time()
     await asyncio.gather(*(d.put_content(f"/r/{i}", b"x") for i in range(10)))
     assert asyncio.get_running_loop().time() - started >= 9 / 20 - 0.01
+
+
+async def test_signature_version_2_store(make: Any, seaweedfs: SeaweedFS) -> None:
+    """``v4auth: false``: every operation the driver uses, signed with version 2."""
+    d = make(v4auth=False, chunksize=5 * MIB)
+    data = os.urandom(6 * MIB + 1)
+    await d.put_content("/up/data", b"")
+    await append(d, "/up/data", data[: 5 * MIB])
+    await append(d, "/up/data", data[5 * MIB :])  # a segment after the marked head
+    assert await d.list("/up") == ["data"]
+    await d.move("/up/data", "/blobs/b")
+    assert await read_all(d, "/blobs/b") == data
+    url = await d.url_for("/blobs/b")
+    assert url is not None and "Signature=" in url
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        assert (resp.status, len(await resp.read())) == (200, len(data))
+    await d.delete("/blobs")
+    with pytest.raises(PathNotFound):
+        await d.stat("/blobs/b")
+
+
+class FaultProxy:
+    """Forwards requests to the real SeaweedFS, answering the first matching ones with a fault
+    instead: what a loaded or failing S3 does (503 SlowDown, 500s, an error inside a 200)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.faults: list[tuple[str, str, int, bytes]] = []  # method, query word, status, body
+        self.seen: list[str] = []
+        self.url = ""
+
+    def fail(self, method: str, query: str, status: int, code: str, times: int = 1) -> None:
+        body = f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
+        self.faults += [(method, query, status, body)] * times
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.seen.append(f"{request.method} {request.query_string}")
+        for i, (method, query, status, payload) in enumerate(self.faults):
+            if method == request.method and query in request.query_string:
+                del self.faults[i]
+                return web.Response(status=status, body=payload, content_type="application/xml")
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+        async with (
+            aiohttp.ClientSession(auto_decompress=False) as http,
+            http.request(
+                request.method,
+                URL(self.target + request.raw_path, encoded=True),
+                headers=headers,
+                data=body or None,
+                skip_auto_headers=("Content-Type",),
+            ) as resp,
+        ):
+            data = await resp.read()
+            keep = {k: v for k, v in resp.headers.items()
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection",
+                                         "content-encoding", "date", "server")}  # fmt: skip
+            if request.method == "HEAD":
+                keep["Content-Length"] = resp.headers.get("Content-Length", "0")
+                return web.Response(status=resp.status, headers=keep)
+            return web.Response(status=resp.status, body=data, headers=keep)
+
+
+@pytest.fixture
+async def proxy(seaweedfs: SeaweedFS) -> AsyncIterator[FaultProxy]:
+    fp = FaultProxy(seaweedfs.endpoint)
+    app = web.Application(client_max_size=64 * MIB)
+    app.router.add_route("*", "/{tail:.*}", fp.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    fp.url = f"http://127.0.0.1:{port}"
+    yield fp
+    await runner.cleanup()
+
+
+async def test_transient_errors_are_retried(
+    proxy: FaultProxy, make: Any, seaweedfs: SeaweedFS, s3_bucket: str
+) -> None:
+    d = make(regionendpoint=proxy.url, chunksize=5 * MIB, maxretries=3)
+    proxy.fail("PUT", "", 503, "SlowDown", times=2)
+    await d.put_content("/f", b"hello")
+    assert [s.split()[0] for s in proxy.seen] == ["PUT", "PUT", "PUT"]
+    assert await d.get_content("/f") == b"hello"
+    # CompleteMultipartUpload may answer 200 with the error in its body: retried as well
+    proxy.fail("POST", "uploadId", 200, "InternalError")
+    data = os.urandom(6 * MIB)
+    w = await d.writer("/big", append=False)
+    await w.write(data)
+    await w.commit()
+    await w.close()
+    assert sum("uploadId" in s and s.startswith("POST") for s in proxy.seen) == 2
+    assert await read_all(d, "/big") == data
+
+
+async def test_lasting_or_final_errors_are_not_hidden(proxy: FaultProxy, make: Any) -> None:
+    d = make(regionendpoint=proxy.url, maxretries=1)
+    proxy.fail("PUT", "", 503, "SlowDown", times=2)
+    with pytest.raises(StorageError, match="SlowDown"):
+        await d.put_content("/f", b"x")
+    assert len(proxy.seen) == 2  # one try and one retry, as configured
+    proxy.seen.clear()
+    proxy.fail("GET", "list-type", 403, "AccessDenied")
+    with pytest.raises(StorageError, match="access denied"):
+        await d.list("/")
+    assert len(proxy.seen) == 1  # a refusal is final: no retry

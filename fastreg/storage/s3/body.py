@@ -1,20 +1,21 @@
-"""A request body made of the caller's buffers, which botocore and aiohttp send without copying.
+"""A request body made of the caller's buffers, which aiohttp sends without copying them whole.
 
 An upload reaches the S3 writer as 1 MiB batches. Joining them into one ``chunksize`` part would
-cost a copy, and the libraries add more: handed ``bytes``, botocore wraps a PutObject or
-UploadPart body in an ``io.BytesIO`` and aiohttp calls ``getbuffer()`` on it, which makes the
-BytesIO copy the whole buffer; handed a ``bytearray``, aiohttp slices it (a copy) and, on Python
-before 3.12.9, joins it to the headers (another). Each would be a part's size more per upload.
+cost a copy, and aiohttp adds more: handed an ``io.BytesIO`` it calls ``getbuffer()``, which
+makes the BytesIO copy the whole buffer; handed a ``bytearray``, it slices it (a copy) and, on
+Python before 3.12.9, joins it to the headers (another). Each would be a part's size more per
+upload.
 
-``PartBody`` is a BytesIO as far as both libraries can tell: botocore reads it to sign the
-payload and seeks back (and again to retry), aiohttp takes its length from ``getbuffer()`` and
-then reads it 64 KiB at a time on the loop. Reads are served from views of the batches, so the
-part costs no memory beyond the batches themselves.
+``PartBody`` is a BytesIO as far as aiohttp can tell: it takes the length from ``getbuffer()``
+and then reads it 64 KiB at a time on the loop; the client (client.py) hashes it for the
+signature from the views, and seeks back to send it again on a retry. Reads are served from
+views of the batches, so the part costs no memory beyond the batches themselves.
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import io
 import itertools
 from collections.abc import Sequence
@@ -31,6 +32,17 @@ class PartBody(io.BytesIO):
         self._starts = list(itertools.accumulate((len(v) for v in self._views), initial=0))
         self._size = self._starts[-1]
         self._pos = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def sha256(self) -> str:
+        """The hex sha256 of the whole body (for a signature), read from the views."""
+        digest = hashlib.sha256()
+        for view in self._views:
+            digest.update(view)
+        return digest.hexdigest()
 
     def getbuffer(self) -> _Length:  # type: ignore[override]
         """What aiohttp asks for to learn the length: the length, without a copy."""
@@ -74,6 +86,9 @@ class PartBody(io.BytesIO):
 
     def __len__(self) -> int:
         return self._size
+
+    def close(self) -> None:
+        """Stays readable: aiohttp closes a body it has sent, and a retry sends it again."""
 
 
 class _Length:
