@@ -73,6 +73,8 @@ _RETRY_CODES = frozenset(
 _MAX_BACKOFF = 20.0
 #: Bodies larger than this are hashed for the signature on a thread, off the event loop.
 _HASH_INLINE = 256 * 1024
+#: Socket read buffer of a download: it pauses reading at twice this much unread (per stream).
+READ_BUFSIZE = 256 * 1024
 _BUCKET_DNS = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _NS = re.compile(r"^\{[^}]*\}")
 
@@ -137,9 +139,17 @@ class StreamingBody:
         self._response = response
 
     async def read(self, n: int = -1) -> bytes:
+        """``n`` bytes (fewer only at the end): a reader's block size is what it asked for,
+        not the few KiB that reached the socket last."""
+        content = self._response.content
         if n < 0:
-            return await self._response.content.read()
-        return await self._response.content.read(n)
+            return await content.read()
+        chunks: list[bytes] = []
+        need = n
+        while need > 0 and (chunk := await content.read(need)):
+            chunks.append(chunk)
+            need -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def close(self) -> None:
         self._response.release()
@@ -382,7 +392,10 @@ class S3Client:
                 total=None, sock_connect=p.connecttimeout, sock_read=p.readtimeout
             )
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=timeout, auto_decompress=False
+                connector=connector,
+                timeout=timeout,
+                auto_decompress=False,
+                read_bufsize=READ_BUFSIZE,
             )
         return self._session
 
