@@ -27,9 +27,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from fastreg.config import parse_duration
 from fastreg.lru import LRU
@@ -133,6 +130,11 @@ class RedisDescriptorCache:
         addr = str(redis.get("addr") or "127.0.0.1:6379")
         host, _, port = addr.rpartition(":")
         pool = redis.get("pool") or {}
+        # the redis client (some 7 MiB per worker) is loaded only when a cache uses Redis
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
         client = aioredis.Redis(
             host=host or "127.0.0.1",
             port=int(port or 6379),

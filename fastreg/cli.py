@@ -19,7 +19,6 @@ from aiohttp import web
 from fastreg import __version__, commands
 from fastreg.allocator import tune_malloc
 from fastreg.app import create_app
-from fastreg.auth import standalone
 from fastreg.auth.middleware import check_auth
 from fastreg.config import Config, ConfigError, load_config
 from fastreg.debug import start_debug_server, validate
@@ -115,6 +114,8 @@ def serve(path: str | None, workers: int) -> int:
 
 
 def token_server(path: str | None, addr: str | None) -> int:
+    from fastreg.auth import standalone  # jwt and cryptography: not in the registry's workers
+
     try:
         config = _load(path)
         app, host, port = standalone.token_app(config, addr)

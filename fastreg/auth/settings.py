@@ -32,9 +32,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastreg.auth.token import check_algorithms
 from fastreg.config import Config, ConfigError
 from fastreg.configkeys import as_bool, as_duration, as_str, as_strlist
+
+#: The longest bearer token accepted (a JWT with many grants stays far below).
+MAX_TOKEN = 64 * 1024
 
 _TOKEN_KEYS = frozenset({"realm", "service", "issuer", "rootcertbundle", "jwks",
                          "signingalgorithms", "uploadgrace", "tokenserver"})
@@ -97,6 +99,8 @@ def auth_settings(config: Config) -> AuthSettings | None:
 def token_settings(params: Mapping[str, Any]) -> TokenSettings:
     where = "auth.token"
     warnings = tuple(f"{where}.{k}: unknown key, ignored" for k in params if k not in _TOKEN_KEYS)
+    from fastreg.auth.token import check_algorithms  # jwt and cryptography: only with tokens
+
     try:
         algorithms = check_algorithms(
             as_strlist(_thawed(params.get("signingalgorithms")), f"{where}.signingalgorithms")

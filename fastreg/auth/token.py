@@ -28,11 +28,11 @@ from fastreg.auth.keys import (
     key_from_jwk,
     spki_der,
 )
+from fastreg.auth.settings import MAX_TOKEN
 
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
               "ES256", "ES384", "ES512", "EdDSA")
 LEEWAY = 60.0
-MAX_TOKEN = 64 * 1024
 _EC_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 
 

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from fastreg.registry import schema1
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
 
@@ -45,7 +44,9 @@ OCI_LAYER_NONDISTRIBUTABLE_GZIP = "application/vnd.oci.image.layer.nondistributa
 OCI_LAYER_NONDISTRIBUTABLE_ZSTD = "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-SCHEMA1_LAYER = schema1.LAYER_MEDIA_TYPE
+SCHEMA1_LAYER = "application/vnd.docker.container.image.rootfs.diff+x-gtar"
+#: The member a signed schema1 manifest carries its JWS signatures in.
+SCHEMA1_SIGNATURES = "signatures"
 
 MANIFEST_MEDIA_TYPES: frozenset[str] = frozenset(
     {OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST, SCHEMA1, SCHEMA1_SIGNED}
@@ -230,7 +231,7 @@ def _header_type(content_type: str | None) -> str:
 def _detect(body: Mapping[str, Any]) -> str:
     """No usable Content-Type and no ``mediaType`` in the body: guess from the shape."""
     if body.get("schemaVersion") == 1 and "fsLayers" in body:
-        return SCHEMA1_SIGNED if schema1.SIGNATURE_KEY in body else SCHEMA1
+        return SCHEMA1_SIGNED if SCHEMA1_SIGNATURES in body else SCHEMA1
     if body.get("manifests") is not None:
         return OCI_INDEX
     if body.get("config") is not None or body.get("layers") is not None:
@@ -239,7 +240,7 @@ def _detect(body: Mapping[str, Any]) -> str:
 
 
 def _schema1_type(declared: str, body: Mapping[str, Any]) -> str:
-    if schema1.SIGNATURE_KEY in body:
+    if SCHEMA1_SIGNATURES in body:
         return SCHEMA1_SIGNED
     if declared == SCHEMA1_SIGNED:
         raise _invalid("missing signature key")
@@ -353,6 +354,9 @@ def _index(media_type: str, body: Mapping[str, Any], raw: bytes, digest: Digest)
 
 
 def _schema1_manifest(media_type: str, raw: bytes, digest_algorithm: str) -> Manifest:
+    # schema1 verifies JWS signatures with cryptography (8 MiB per worker): loaded on first use
+    from fastreg.registry import schema1
+
     parsed = schema1.parse_schema1(raw, signed=media_type == SCHEMA1_SIGNED)
     return Manifest(
         media_type=media_type,

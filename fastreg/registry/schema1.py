@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
+from fastreg.registry.manifests import SCHEMA1_LAYER as LAYER_MEDIA_TYPE
+from fastreg.registry.manifests import SCHEMA1_SIGNATURES as SIGNATURE_KEY
 
 __all__ = [
     "LAYER_MEDIA_TYPE",
@@ -47,9 +49,7 @@ __all__ = [
     "sign_schema1",
 ]
 
-LAYER_MEDIA_TYPE = "application/vnd.docker.container.image.rootfs.diff+x-gtar"
 NAME_TOTAL_LENGTH_MAX = 255
-SIGNATURE_KEY = "signatures"
 
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey

@@ -14,7 +14,8 @@ import aiohttp
 import orjson
 import pytest
 
-from fastreg.auth.middleware import ACCESS, TokenController
+from fastreg.auth.middleware import ACCESS
+from fastreg.auth.tokenauth import TokenController
 from fastreg.registry import layout
 from fastreg.storage.base import StorageDriver, StorageError
 from tests.api.conftest import Client, MakeClient, driver_of
