@@ -379,22 +379,46 @@ class S3Driver:
         return [*keys, segment_prefix(layout.head.key)] if layout.marked else keys
 
     async def delete(self, path: str) -> None:
+        """Delete the file or the tree at ``path``, and abort the multipart uploads a crashed
+        writer left below it. The three listings go out at once: deleting an upload's folder
+        ends every push, and each round trip is latency on it."""
         key, prefix = self.key(path), self._prefix(path)
-        keys = [
-            o["Key"] async for page in self._pages(path, prefix) for o in page.get("Contents", ())
-        ]
+
+        async def below() -> builtins.list[str]:
+            return [
+                o["Key"]
+                async for page in self._pages(path, prefix)
+                for o in page.get("Contents", ())
+            ]
+
+        async def own() -> FileLayout | None:
+            return await self._layout_of(path) if key else None
+
+        keys, layout, uploads = await asyncio.gather(
+            below(), own(), self._uploads_below(path, prefix)
+        )
         children = bool(keys)
-        if key:
-            layout = await self._layout_of(path)
-            if layout is not None:
-                keys += self._keys_of(layout)
+        if layout is not None:
+            keys += self._keys_of(layout)
         if not keys:
             raise PathNotFound(path)
         if children:
             keys += _folders(prefix, keys)
         await self._delete_keys(path, keys)
         if children:
-            await self._abort_uploads(path, prefix)
+            await asyncio.gather(*(self.abort(path, k, u) for k, u in uploads))
+
+    async def _uploads_below(self, path: str, prefix: str) -> builtins.list[tuple[str, str]]:
+        """(key, upload id) of the multipart uploads in progress below ``prefix``."""
+        found: builtins.list[tuple[str, str]] = []
+        args: dict[str, Any] = {"Prefix": prefix}
+        while True:
+            page = await self.s3.call("list_multipart_uploads", path, **args)
+            found += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", ())]
+            if not page.get("IsTruncated"):
+                return found
+            args["KeyMarker"] = page.get("NextKeyMarker", "")
+            args["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
 
     async def _delete_keys(self, path: str, keys: builtins.list[str]) -> None:
         for i in range(0, len(keys), LIST_MAX):
@@ -405,18 +429,6 @@ class S3Driver:
             if resp.get("Errors"):
                 first = resp["Errors"][0]
                 raise StorageError(f"s3 delete {path}: {first.get('Key')}: {first.get('Code')}")
-
-    async def _abort_uploads(self, path: str, prefix: str) -> None:
-        """Abort multipart uploads left below a deleted directory by a writer that crashed."""
-        args: dict[str, Any] = {"Prefix": prefix}
-        while True:
-            page = await self.s3.call("list_multipart_uploads", path, **args)
-            for upload in page.get("Uploads", ()):
-                await self.abort(path, upload["Key"], upload["UploadId"])
-            if not page.get("IsTruncated"):
-                return
-            args["KeyMarker"] = page.get("NextKeyMarker", "")
-            args["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
 
     # -- the rest ---------------------------------------------------------------------------
 
