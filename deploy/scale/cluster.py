@@ -349,7 +349,7 @@ def backend_config(
 
 
 def _s3_client(endpoint: str, key: str, secret: str) -> Any:
-    import botocore.session  # comes with aiobotocore, which fastreg's S3 driver needs
+    import botocore.session  # comes with aiobotocore (fastreg's S3 credential chain)
     from botocore.config import Config
 
     return botocore.session.get_session().create_client(
