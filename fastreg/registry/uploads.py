@@ -154,7 +154,7 @@ class UploadService:
                 raise RegistryError(
                     ErrorCode.DIGEST_INVALID, detail={"expected": str(digest), "actual": str(actual)}
                 )
-            await self._commit(name, upload_id, digest)
+            await self._commit(name, upload_id, BlobInfo(digest, offset))
             return BlobInfo(digest, offset)
 
     async def cancel(self, name: str, upload_id: str) -> None:
@@ -236,10 +236,14 @@ class UploadService:
         hasher = await live.lane.settle()
         return Digest(algorithm, hasher.copy().hexdigest())
 
-    async def _commit(self, name: str, upload_id: str, digest: Digest) -> None:
-        data = layout.upload_data(name, upload_id)
-        if not await self.blobs.exists(digest):  # the same content stored already: keep one copy
-            await self.driver.move(data, layout.blob_data(digest))
+    async def _commit(self, name: str, upload_id: str, blob: BlobInfo) -> None:
+        digest = blob.digest
+        if await self.blobs.cache.get(digest) is None:
+            # Not known to be stored: move it in without a stat first. On an object store a stat
+            # that misses costs two requests on every new blob, while a move over the same
+            # content (a blob stored but not cached) costs one copy, and only then.
+            await self.driver.move(layout.upload_data(name, upload_id), layout.blob_data(digest))
+            await self.blobs.cache.put(blob)
         await self.blobs.link(name, digest)
         await self._discard(name, upload_id)
 
