@@ -513,10 +513,10 @@ class S3Client:
         tail = urlpath[len(self._base) :]
         if self._path_style:
             return tail
-        return f"/{self.params.bucket}{tail if tail != '/' else '/'}"
+        return f"/{self.params.bucket}{tail}"
 
-    async def presign(self, op: str, key: str, expires: float) -> str:
-        method = {"get_object": "GET", "head_object": "HEAD"}[op]
+    async def presign(self, method: str, key: str, expires: float) -> str:
+        """A URL for ``method`` (GET or HEAD) on ``key``, valid ``expires`` seconds."""
         host, urlpath = self._where(key)
         creds = await self._credentials.get()
         if creds is None:

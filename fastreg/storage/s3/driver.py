@@ -435,10 +435,10 @@ class S3Driver:
     async def url_for(
         self, path: str, method: str = "GET", expires_in: float | None = None
     ) -> str | None:
-        op = {"GET": "get_object", "HEAD": "head_object"}.get(method.upper())
-        if op is None:
+        method = method.upper()
+        if method not in ("GET", "HEAD"):
             return None
-        return await self.s3.presign(op, self.key(path), expires_in or self.params.presignexpiry)
+        return await self.s3.presign(method, self.key(path), expires_in or self.params.presignexpiry)
 
     def local_file(self, path: str) -> str | None:
         return None
