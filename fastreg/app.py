@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from fastreg.api.context import HTTP, REGISTRY, REQUEST_IDS, SENDFILE_POOL, HTTPSettings, RequestIds
-from fastreg.api.middleware import access_log, add_headers, errors
+from fastreg.api.middleware import access_log, add_headers, errors, host_check
 from fastreg.api.routes import setup_routes
 from fastreg.auth.middleware import setup_auth
 from fastreg.cache import (
@@ -38,11 +38,22 @@ log = logging.getLogger("fastreg.app")
 # bearer tokens with many scopes outgrow aiohttp's 8 KiB header field limit; Go's net/http (what
 # Distribution runs on) takes 1 MiB of headers. An oversized token is then refused by the access
 # check with the OCI body, not by the HTTP parser with a bare 400.
-# max_field_size: room for large bearer tokens. read_bufsize: how far the socket is read ahead of
+# max_field_size: room for large bearer tokens. max_headers: aiohttp's default of 128 refuses
+# clients Go takes (Go has no count, only 1 MiB in all); aiohttp has no limit on the total, so a
+# request's headers are bounded by max_headers x max_field_size, held only while they are parsed.
+# read_bufsize: how far the socket is read ahead of
 # the handler (flow control pauses at twice this, and the kernel's socket buffer lies behind it):
 # the upload lanes already hold a few 1 MiB batches, so a larger read-ahead only adds memory per
 # upload (1 MiB here cost 2.5 MiB more per S3 upload, for no speed measurable on filesystem).
-HTTP_PARSER_LIMITS = {"max_field_size": 256 * 1024, "read_bufsize": 256 * 1024}
+# auto_decompress off: a request body is stored exactly as sent, whatever its Content-Encoding
+# says (as Distribution does): the digest is over the bytes on the wire, and a 20 KB gzip body
+# can never become 20 MiB (a decompression bomb) nor a 500 when it does not inflate.
+HTTP_PARSER_LIMITS = {
+    "max_field_size": 256 * 1024,
+    "max_headers": 512,
+    "read_bufsize": 256 * 1024,
+    "auto_decompress": False,
+}
 
 
 def registry_settings(config: Config) -> RegistrySettings:
@@ -84,10 +95,12 @@ def http_settings(config: Config) -> HTTPSettings:
 def create_app(config: Config, driver: StorageDriver | None = None) -> web.Application:
     """Build the registry application. ``driver`` overrides the configured one (tests)."""
     # observe (metrics) then access_log outermost so that they see the final status of error
-    # responses too; health_gate inside errors so its 503 gets the OCI body; notifications
+    # responses too; host_check and health_gate inside errors so that their 400 and 503 get the
+    # OCI body, and host_check before anything that writes the Host into a URL; notifications
     # (setup_notifications) innermost, so failed requests produce no event
     app = web.Application(
-        middlewares=[observe, access_log, errors, health_gate], client_max_size=4 * 1024 * 1024,
+        middlewares=[observe, access_log, errors, host_check, health_gate],
+        client_max_size=4 * 1024 * 1024,
         handler_args=HTTP_PARSER_LIMITS,
     )
     app[METRICS] = Metrics()  # per application, never global

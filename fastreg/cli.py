@@ -9,10 +9,13 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import ssl
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event as EventType
 
 from aiohttp import web
 
@@ -20,7 +23,7 @@ from fastreg import __version__, commands
 from fastreg.allocator import tune_malloc
 from fastreg.app import create_app
 from fastreg.auth.middleware import check_auth
-from fastreg.config import Config, ConfigError, load_config
+from fastreg.config import Config, ConfigError, HTTPConfig, load_config
 from fastreg.debug import start_debug_server, validate
 from fastreg.logs import setup_logging
 from fastreg.storage.base import StorageError
@@ -39,15 +42,78 @@ def _load(path: str | None) -> Config:
 
 
 def _ssl_context(config: Config) -> ssl.SSLContext | None:
+    """The TLS context of `http.tls`; a missing or unreadable file is a ConfigError naming its key
+    and path (ssl's own error names neither)."""
     tls = config.http.tls
     if not tls.get("certificate"):
         return None
+    files = {
+        "http.tls.certificate": str(tls["certificate"]),
+        "http.tls.key": str(tls.get("key") or tls["certificate"]),
+    }
+    for key, path in files.items():
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(tls["certificate"]), str(tls.get("key") or tls["certificate"]))
+    try:
+        context.load_cert_chain(files["http.tls.certificate"], files["http.tls.key"])
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"http.tls.certificate/http.tls.key: {files['http.tls.certificate']}, "
+            f"{files['http.tls.key']}: {exc.reason or exc}"
+        ) from None
     return context
 
 
-async def _serve(config: Config, reuse_port: bool) -> None:
+class BindError(Exception):
+    """The listening address cannot be bound (in use, not ours, not local): one line, exit 1."""
+
+    def __init__(self, address: str, exc: OSError) -> None:
+        # asyncio's and uvloop's messages repeat the address: the errno's text says it once
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        super().__init__(f"cannot listen on {address}: {reason}")
+
+
+def _addresses(config: Config) -> list[tuple[str, int]]:
+    """The addresses this server listens on: `http.addr`, and `http.debug.addr` when set."""
+    addresses = [config.http.host_port()]
+    debug = config.http.debug.get("addr")
+    if debug:
+        addresses.append(HTTPConfig(addr=str(debug)).host_port())
+    return addresses
+
+
+def _check_free(host: str, port: int) -> None:
+    """BindError unless nobody listens on ``host:port``.
+
+    Workers share their port with SO_REUSEPORT, which also lets a second instance (same user)
+    bind it silently and take half the connections. A probe bound without SO_REUSEPORT fails
+    while any socket listens there, ours or not. SO_REUSEADDR as asyncio sets it, so connections
+    of a previous run in TIME_WAIT do not count. Port 0 means a fresh port per worker: no probe.
+    """
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise BindError(f"{host}:{port}", OSError(exc.errno, exc.strerror)) from None
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                raise BindError(f"{host}:{port}", exc) from None
+
+
+async def _serve(config: Config, reuse_port: bool, ready: Callable[[], None] | None = None) -> None:
     host, port = config.http.host_port()
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=False)
@@ -58,14 +124,22 @@ async def _serve(config: Config, reuse_port: bool) -> None:
         loop.add_signal_handler(sig, stop.set)
     debug: web.AppRunner | None = None
     try:
-        debug = await start_debug_server(app, config, reuse_port)
+        try:
+            debug = await start_debug_server(app, config, reuse_port)
+        except OSError as exc:
+            raise BindError(str(config.http.debug.get("addr")), exc) from None
         site = web.TCPSite(
             runner, host, port, reuse_port=reuse_port, backlog=2048, ssl_context=_ssl_context(config)
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise BindError(f"{host}:{port}", exc) from None
         server = site._server
         bound = [s.getsockname() for s in getattr(server, "sockets", None) or []]
         log.info("listening", extra={"addresses": [f"{a[0]}:{a[1]}" for a in bound], "pid": os.getpid()})
+        if ready is not None:
+            ready()
         await stop.wait()
         log.info("shutting down", extra={"pid": os.getpid()})
     finally:
@@ -74,34 +148,31 @@ async def _serve(config: Config, reuse_port: bool) -> None:
         await runner.cleanup()
 
 
-def _run_worker(path: str | None, reuse_port: bool) -> None:
+def _run_worker(path: str | None, reuse_port: bool, ready: EventType) -> None:
     tune_malloc()  # a spawned worker starts with the allocator's defaults
-    config = _load(path)
-    _run_loop(config, reuse_port)
+    try:
+        config = _load(path)
+    except (ConfigError, OSError) as exc:  # changed on disk since the supervisor read it
+        print(f"fastreg: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(_run_guarded(config, reuse_port, ready.set))
 
 
-def _run_loop(config: Config, reuse_port: bool) -> None:
+def _run_loop(config: Config, reuse_port: bool, ready: Callable[[], None] | None = None) -> None:
     try:
         import uvloop
 
-        uvloop.run(_serve(config, reuse_port))
+        uvloop.run(_serve(config, reuse_port, ready))
     except ImportError:  # pragma: no cover - uvloop is a dependency; kept for odd platforms
-        asyncio.run(_serve(config, reuse_port))
+        asyncio.run(_serve(config, reuse_port, ready))
 
 
-def serve(path: str | None, workers: int) -> int:
+def _run_guarded(config: Config, reuse_port: bool, ready: Callable[[], None] | None = None) -> int:
+    """Serve until stopped; a problem of the configuration or the environment found on the way
+    up is one line on stderr and an exit code (2: configuration, 1: environment), no traceback."""
     try:
-        config = _load(path)
-        validate(config)  # the sections read by the app's plugins, before any worker starts
-        check_auth(config)  # the auth files too: a worker must not die on them in a loop
-    except (ConfigError, OSError) as exc:
-        print(f"fastreg: configuration error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        if workers <= 1:
-            _run_loop(config, reuse_port=False)
-            return 0
-        return _supervise(path, workers)
+        _run_loop(config, reuse_port, ready)
+        return 0
     except UnknownDriver as exc:
         print(f"fastreg: {exc}", file=sys.stderr)
         return 2
@@ -111,6 +182,30 @@ def serve(path: str | None, workers: int) -> int:
     except StorageError as exc:  # the storage health check at start (wrong key, bucket, endpoint)
         print(f"fastreg: storage is not usable: {exc}", file=sys.stderr)
         return 1
+    except BindError as exc:
+        print(f"fastreg: {exc}", file=sys.stderr)
+        return 1
+
+
+def serve(path: str | None, workers: int) -> int:
+    try:
+        config = _load(path)
+        validate(config)  # the sections read by the app's plugins, before any worker starts
+        check_auth(config)  # the auth files too: a worker must not die on them in a loop
+        _ssl_context(config)  # and the TLS files, named with their key
+        addresses = _addresses(config)
+    except (ConfigError, OSError) as exc:
+        print(f"fastreg: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if workers <= 1:
+        return _run_guarded(config, reuse_port=False)
+    try:
+        for host, port in addresses:
+            _check_free(host, port)
+    except BindError as exc:
+        print(f"fastreg: {exc}", file=sys.stderr)
+        return 1
+    return _supervise(path, workers)
 
 
 def token_server(path: str | None, addr: str | None) -> int:
@@ -119,17 +214,33 @@ def token_server(path: str | None, addr: str | None) -> int:
     try:
         config = _load(path)
         app, host, port = standalone.token_app(config, addr)
+        context = _ssl_context(config)
     except (ConfigError, OSError) as exc:
         print(f"fastreg: configuration error: {exc}", file=sys.stderr)
         return 2
-    standalone.run(app, host, port, _ssl_context(config))
+    standalone.run(app, host, port, context)
     return 0
 
 
+# a worker slot whose process dies this many times in a row before it listens is given up on:
+# what stops it (a port taken, storage refused) will not go away by itself, and the supervisor's
+# exit is what tells systemd. The pause before a restart grows with each failure.
+START_ATTEMPTS = 3
+RESTART_PAUSE = 0.5
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    ready: EventType  # set once the worker listens
+    failures: int = 0  # starts in a row that died before listening
+
+
 def _supervise(path: str | None, workers: int) -> int:
-    """Run N worker processes on one port (SO_REUSEPORT); restart any that dies."""
+    """Run N worker processes on one port (SO_REUSEPORT); restart any that dies after it
+    served, give up (stop the others, exit non-zero) on a slot whose worker keeps dying before
+    it listens."""
     ctx = multiprocessing.get_context("spawn")
-    procs: list[multiprocessing.process.BaseProcess] = []
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -139,27 +250,44 @@ def _supervise(path: str | None, workers: int) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
-    def start() -> multiprocessing.process.BaseProcess:
-        p = ctx.Process(target=_run_worker, args=(path, True), daemon=False)
+    def start(failures: int = 0) -> _Worker:
+        ready = ctx.Event()
+        p = ctx.Process(target=_run_worker, args=(path, True, ready), daemon=False)
         p.start()
-        return p
+        return _Worker(p, ready, failures)
 
     procs = [start() for _ in range(workers)]
-    while not stopping:
+    code = 0
+    while not stopping and code == 0:
         time.sleep(0.2)
-        for i, p in enumerate(procs):
-            if not p.is_alive() and not stopping:
-                log.warning("worker exited, restarting", extra={"pid": p.pid, "exitcode": p.exitcode})
-                time.sleep(0.5)
-                procs[i] = start()
-    for p in procs:
-        if p.is_alive() and p.pid is not None:
-            os.kill(p.pid, signal.SIGTERM)
-    for p in procs:
-        p.join(timeout=30)
-        if p.is_alive():
-            p.kill()
-    return 0
+        for i, w in enumerate(procs):
+            if w.ready.is_set():
+                w.failures = 0
+            if w.process.is_alive() or stopping:
+                continue
+            failures = 0 if w.ready.is_set() else w.failures + 1
+            if failures >= START_ATTEMPTS:
+                print(
+                    f"fastreg: a worker failed to start {failures} times in a row "
+                    f"(exit code {w.process.exitcode}); giving up",
+                    file=sys.stderr,
+                )
+                code = w.process.exitcode or 1
+                break
+            log.warning(
+                "worker exited, restarting",
+                extra={"pid": w.process.pid, "exitcode": w.process.exitcode},
+            )
+            time.sleep(RESTART_PAUSE * max(failures, 1))
+            procs[i] = start(failures)
+    for w in procs:
+        if w.process.is_alive() and w.process.pid is not None:
+            os.kill(w.process.pid, signal.SIGTERM)
+    for w in procs:
+        w.process.join(timeout=30)
+        if w.process.is_alive():
+            w.process.kill()
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

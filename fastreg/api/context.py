@@ -52,9 +52,15 @@ def registry_of(request: web.Request) -> Registry:
     return request.app[REGISTRY]
 
 
-# what a proxy may claim as the client's scheme (RFC 3986) and host[:port] (RFC 7230 Host)
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+# what a proxy may claim as the client's scheme (a Location is only ever http or https, never
+# `javascript:`) and host[:port] (RFC 7230 Host: an IP literal or a name, and a port)
+_SCHEME = re.compile(r"https?", re.IGNORECASE)
 _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%-]+)(?::[0-9]{1,5})?")
+
+
+def valid_host(value: str) -> bool:
+    """True for a Host that can go into a Location as it is (`a b`, `[::1`, `x/y?` cannot)."""
+    return _HOST.fullmatch(value) is not None
 
 
 def url_for(request: web.Request, path: str) -> str:

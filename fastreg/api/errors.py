@@ -37,6 +37,12 @@ ERRORS: dict[ErrorCode, tuple[str, int]] = {
     ErrorCode.UNKNOWN: ("UNKNOWN", 500),
     # The spec answers an oversized manifest with 413; the code stays one clients know.
     ErrorCode.MANIFEST_TOO_LARGE: ("MANIFEST_INVALID", 413),
+    # A malformed Host is below the API: Go's net/http answers it with a bare 400 before
+    # Distribution sees it. No OCI code describes it, and each 400 one names a part of the
+    # request a client would then look at in vain (NAME_INVALID its repository, SIZE_INVALID
+    # its length); UNKNOWN is Distribution's code for an error without an API classification,
+    # and 400 says it is the client's.
+    ErrorCode.HOST_INVALID: ("UNKNOWN", 400),
 }
 
 

@@ -13,7 +13,15 @@ import time
 from aiohttp import http_exceptions, web
 from aiohttp.typedefs import Handler
 
-from fastreg.api.context import HTTP, PARAMS, REPOSITORY, REQUEST_ID, REQUEST_IDS, ROUTE
+from fastreg.api.context import (
+    HTTP,
+    PARAMS,
+    REPOSITORY,
+    REQUEST_ID,
+    REQUEST_IDS,
+    ROUTE,
+    valid_host,
+)
 from fastreg.api.errors import error_response, status_of
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.storage.base import StorageError
@@ -102,6 +110,15 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(RegistryError(ErrorCode.UNKNOWN))
 
 
+@web.middleware
+async def host_check(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """400 for a malformed Host (RFC 9112 3.2: "MUST respond with a 400"), as Distribution does:
+    the Host goes into every Location and notification URL, so `evil.example/x?` must not."""
+    if not valid_host(request.host):
+        raise RegistryError(ErrorCode.HOST_INVALID, detail={"Host": request.host[:100]})
+    return await handler(request)
+
+
 def _code_for_status(status: int) -> ErrorCode:
     if status == 413:
         return ErrorCode.SIZE_INVALID
@@ -113,6 +130,9 @@ def _code_for_status(status: int) -> ErrorCode:
 
 
 async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp names itself and the Python version in `Server` (set before this hook runs): that
+    # tells an attacker what to aim at and a client nothing; Distribution sends no Server header
+    response.headers.popall("Server", None)
     response.headers[API_VERSION[0]] = API_VERSION[1]
     for name, value in request.app[HTTP].headers:
         response.headers.add(name, value)

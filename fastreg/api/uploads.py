@@ -12,7 +12,7 @@ from fastreg.api.context import MOUNT_FROM_ALLOWED, registry_of, url_for
 from fastreg.api.params import content_length, content_range, range_header
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
-from fastreg.registry.names import NAME_RE
+from fastreg.registry.names import is_valid_name
 from fastreg.registry.uploads import UploadStatus, check_upload_id
 
 
@@ -84,7 +84,7 @@ async def _try_mount(request: web.Request, name: str, digest: Digest, source: st
     then opens a normal upload (202): so does a malformed `from`, as in Distribution."""
     registry = registry_of(request)
     if source:
-        if not NAME_RE.fullmatch(source) or not request.get(MOUNT_FROM_ALLOWED, True):
+        if not is_valid_name(source) or not request.get(MOUNT_FROM_ALLOWED, True):
             return False
     elif not registry.settings.automount:
         return False

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from fastreg.auth.access import ALL, CATALOG, DELETE, PULL, PUSH, REGISTRY, REPOSITORY, Scope
-from fastreg.registry.names import MAX_NAME_LENGTH, NAME_RE
+from fastreg.registry.names import is_valid_name
 
 ACTIONS = (PULL, PUSH, DELETE, ALL)
 _RULE_KEYS = frozenset({"users", "groups", "anonymous", "repositories", "actions", "catalog"})
@@ -94,7 +94,7 @@ class ACL:
         for rule in self.rules:
             if not rule.applies_to(user, groups):
                 continue
-            if scope.type == REPOSITORY and _valid_name(scope.name) and rule.covers(scope.name, user):
+            if scope.type == REPOSITORY and is_valid_name(scope.name) and rule.covers(scope.name, user):
                 allowed |= rule.actions
             elif scope.type == REGISTRY and scope.name == CATALOG and rule.catalog:
                 allowed.add(ALL)
@@ -111,10 +111,6 @@ class ACL:
                 into = merged.setdefault((scope.type, scope.name), [])
                 into.extend(a for a in actions if a not in into)
         return [{"type": t, "name": n, "actions": a} for (t, n), a in merged.items()]
-
-
-def _valid_name(name: str) -> bool:
-    return len(name) <= MAX_NAME_LENGTH and NAME_RE.fullmatch(name) is not None
 
 
 def parse_acl(text: bytes) -> ACL:

@@ -23,7 +23,7 @@ from fastreg.auth.token import Claims, ExpiredToken, InvalidToken, TokenVerifier
 from fastreg.auth.tokenserver import Issuer
 from fastreg.registry import layout
 from fastreg.registry.errors import RegistryError
-from fastreg.registry.names import MAX_NAME_LENGTH, NAME_RE
+from fastreg.registry.names import is_valid_name
 from fastreg.registry.uploads import check_upload_id
 from fastreg.storage.base import StorageError
 
@@ -126,7 +126,7 @@ class TokenController:
         if not claims.grants.allows_all(required.accesses):
             return None
         name, upload_id = params["name"], params["uuid"]
-        if len(name) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(name):
+        if not is_valid_name(name):
             return None
         try:
             check_upload_id(upload_id)

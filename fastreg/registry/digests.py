@@ -30,6 +30,9 @@ _HEX_LENGTHS: tuple[tuple[str, int], ...] = (("sha256", 64), ("sha512", 128))
 # OCI image-spec descriptor.md: digest ::= algorithm ":" encoded
 _GRAMMAR = re.compile(r"([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
 _LOWER_HEX = re.compile(r"[0-9a-f]+")
+# far above the longest digest accepted (sha512: 135 characters); a longer text is refused
+# before the grammar runs, and an error detail never echoes more than its start
+_MAX_TEXT = 256
 
 
 def _invalid(reason: str) -> RegistryError:
@@ -73,6 +76,8 @@ class Digest:
             raise _invalid(f"digest must be a string, got {type(text).__name__}")
         if not text:
             raise _invalid("empty digest")
+        if len(text) > _MAX_TEXT:
+            raise _invalid(f"digest longer than {_MAX_TEXT} characters: {text[:100]!r}...")
         match = _GRAMMAR.fullmatch(text)
         if match is None:
             raise _invalid(f"malformed digest: {text!r}")

@@ -35,6 +35,7 @@ class ErrorCode(enum.Enum):
     UNAVAILABLE = "UNAVAILABLE"
     UNKNOWN = "UNKNOWN"
     MANIFEST_TOO_LARGE = "MANIFEST_TOO_LARGE"
+    HOST_INVALID = "HOST_INVALID"
 
     @property
     def default_message(self) -> str:
@@ -63,6 +64,7 @@ _MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.UNAVAILABLE: "service unavailable",
     ErrorCode.UNKNOWN: "unknown error",
     ErrorCode.MANIFEST_TOO_LARGE: "manifest too large",
+    ErrorCode.HOST_INVALID: "invalid Host header",
 }
 
 

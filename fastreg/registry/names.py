@@ -17,8 +17,14 @@ TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 MAX_NAME_LENGTH = 255
 
 
+def is_valid_name(name: str) -> bool:
+    """The spec grammar and Distribution's length limit, wherever a name enters (the path, a
+    mount's `from=`): a longer name is no repository and too long a path for some filesystems."""
+    return len(name) <= MAX_NAME_LENGTH and NAME_RE.fullmatch(name) is not None
+
+
 def validate_name(name: str) -> str:
-    if len(name) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(name):
+    if not is_valid_name(name):
         raise RegistryError(ErrorCode.NAME_INVALID, detail={"name": name[:300]})
     return name
 

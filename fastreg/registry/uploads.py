@@ -89,7 +89,7 @@ class UploadService:
     async def start(self, name: str, algorithm: str = "sha256") -> UploadStatus:
         if algorithm not in SUPPORTED_ALGORITHMS:
             raise RegistryError(
-                ErrorCode.DIGEST_INVALID, "unsupported digest algorithm", {"algorithm": algorithm}
+                ErrorCode.DIGEST_INVALID, "unsupported digest algorithm", {"algorithm": algorithm[:100]}
             )
         upload_id = str(uuid.uuid4())
         started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -254,3 +254,87 @@ def test_python_dash_m_and_version_command() -> None:
         timeout=30,
     )
     assert out.returncode == 0 and out.stdout.startswith("fastreg ")
+
+
+def run_fastreg(tmp_path: Path, config: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`fastreg serve ARGS config` to its end (a start that is refused), output captured."""
+    cfg = tmp_path / f"config-{len(list(tmp_path.glob('config*')))}.yml"
+    cfg.write_text(config)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    argv = [sys.executable, "-m", "fastreg", "serve", *args, str(cfg)]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=READY_TIMEOUT * 2)
+    except subprocess.TimeoutExpired:  # it went on serving (or restarting): take its workers too
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"fastreg serve {' '.join(args)} did not stop by itself:\n{err[-2000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def one_line(stderr: str) -> str:
+    """The operator's message: fastreg's lines on stderr, and no traceback."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("fastreg: ")]
+    assert len(lines) >= 1, stderr
+    return lines[-1]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_second_instance_on_a_bound_address_refuses_to_start(tmp_path: Path, workers: str) -> None:
+    first = start_fastreg(tmp_path / "root", tmp_path / "a", "--workers", "2")
+    try:
+        config = registry_config(tmp_path / "root2", first.port)
+        result = run_fastreg(tmp_path, config, "--workers", workers)
+        assert result.returncode == 1, result.stderr
+        line = one_line(result.stderr)
+        assert f"127.0.0.1:{first.port}" in line and "in use" in line, line
+        assert len([x for x in result.stderr.splitlines() if x.startswith("fastreg: ")]) == 1
+        assert request(first, "GET", "/v2/").status == 200  # the first one keeps serving
+        for _ in range(8):  # new connections: every one reaches the first instance
+            resp = request(first, "POST", "/v2/second/blobs/uploads/")
+            assert resp.status == 202
+            assert request(first, "GET", upload_path(resp)).status == 204
+    finally:
+        first.stop()
+
+
+def test_port_held_by_a_plain_socket_makes_workers_give_up(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        result = run_fastreg(tmp_path, registry_config(tmp_path / "root", port), "--workers", "2")
+    assert result.returncode == 1, result.stderr
+    assert f"127.0.0.1:{port}" in one_line(result.stderr)
+
+
+def test_workers_that_cannot_start_make_the_supervisor_give_up(tmp_path: Path) -> None:
+    # storage refused by every worker at start (root below a regular file): 3 tries, exit 1
+    (tmp_path / "file").write_text("")
+    config = registry_config(tmp_path / "file" / "root", free_port())
+    result = run_fastreg(tmp_path, config, "--workers", "2")
+    assert result.returncode == 1, result.stderr
+    assert "giving up" in one_line(result.stderr)
+    assert "storage is not usable" in result.stderr
+
+
+@pytest.mark.parametrize("missing", ["certificate", "key"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_missing_tls_file_is_one_line_naming_key_and_path(
+    tmp_path: Path, missing: str, workers: str
+) -> None:
+    # the files are checked before they are parsed: the one present need not be a real PEM
+    files = {"certificate": tmp_path / "cert.pem", "key": tmp_path / "key.pem"}
+    for path in files.values():
+        path.write_text("-----BEGIN CERTIFICATE-----\n")
+    files[missing] = tmp_path / "absent" / f"{missing}.pem"
+    tls = {"certificate": str(files["certificate"]), "key": str(files["key"])}
+    config = registry_config(tmp_path / "root", free_port(), {"http": {"tls": tls}})
+    result = run_fastreg(tmp_path, config, "--workers", workers)
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    assert f"http.tls.{missing}" in line and str(files[missing]) in line, line
