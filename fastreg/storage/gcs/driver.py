@@ -20,10 +20,10 @@ import aiohttp
 from yarl import URL
 
 from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
-from fastreg.storage.locks import FlockLease, HostLocks
 from fastreg.storage.gcs.auth import GCSAuth, describe
 from fastreg.storage.gcs.params import GCSParams
 from fastreg.storage.gcs.writer import GCSWriter
+from fastreg.storage.locks import FlockLease, HostLocks
 from fastreg.storage.rest import (
     TRANSPORT_ERRORS,
     RestClient,
