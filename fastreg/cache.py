@@ -153,6 +153,11 @@ class RedisDescriptorCache:
         """A Redis command; None when Redis is unreachable (logged, then left alone a while)."""
         return (await self._execute(op, *args, **kwargs))[1]
 
+    async def execute(self, op: str, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
+        """A Redis command as (answered, result): unlike ``call``, an outage is told apart from
+        a None result (the upload leases, registry/leases.py, must not take one for the other)."""
+        return await self._execute(op, *args, **kwargs)
+
     async def _execute(self, op: str, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
         if time.monotonic() < self._down_until:
             return False, None

@@ -9,6 +9,19 @@ Bytes flow request -> batches of BATCH bytes -> (hash on a thread || write on th
 next batch read from the socket while the previous one is hashed and written: memory is bounded by
 a few batches per upload, and a slow disk slows the client (backpressure). A PATCH is answered when
 its bytes are written; their hashing may finish while the next PATCH arrives (see hashlane.py).
+
+What a commit checked never changes (issue 12). Each request that writes or commits holds the
+upload's lease for its whole duration (leases.py: one request at a time per upload, across
+workers and hosts; a second one is refused at once, never queued), so the bytes a PUT hashes and
+publishes cannot be added to by a PATCH elsewhere. That is also why the live hasher may be
+trusted when its offset equals the stored size: writes are serial, and a write by another
+worker changes the size. A commit ``publish``es the data, which never replaces a blob that
+exists (its bytes were checked when it was committed; the upload's copy is dropped). A cancel
+takes no lease and answers at once; a PATCH in flight on the upload then fails with
+BLOB_UPLOAD_UNKNOWN: at once in this process (leases.Hold), and on another worker when its
+write ends, finding `startedat` gone, after deleting what it wrote. The cancel deletes
+`startedat` before the rest, so a writer that still finds it afterwards wrote before the rest
+was listed for deletion, and nothing it wrote is left behind.
 """
 
 from __future__ import annotations
@@ -28,7 +41,8 @@ from fastreg.registry.blobs import BlobInfo, BlobStore
 from fastreg.registry.digests import SUPPORTED_ALGORITHMS, Digest, new_hasher
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.hashlane import HashLane
-from fastreg.storage.base import FileWriter, PathNotFound, StorageDriver
+from fastreg.registry.leases import Hold, RedisCommands, UploadLeases, unknown
+from fastreg.storage.base import FileWriter, PathNotFound, StorageDriver, StorageError
 
 BATCH = 1024 * 1024
 DEPTH = 2  # batches waiting per lane (hash, write): the read-ahead of one upload
@@ -41,12 +55,6 @@ class UploadStatus:
     name: str
     upload_id: str
     offset: int
-
-
-@dataclass(slots=True)
-class _UploadLock:
-    lock: asyncio.Lock
-    users: int = 0
 
 
 @dataclass(slots=True)
@@ -84,7 +92,8 @@ class UploadService:
         self.driver = driver
         self.blobs = blobs
         self._live: OrderedDict[str, _LiveHash] = OrderedDict()
-        self._locks: dict[str, _UploadLock] = {}
+        redis = blobs.cache if isinstance(blobs.cache, RedisCommands) else None
+        self.leases = UploadLeases(driver, redis)
 
     async def start(self, name: str, algorithm: str = "sha256") -> UploadStatus:
         if algorithm not in SUPPORTED_ALGORITHMS:
@@ -122,10 +131,15 @@ class UploadService:
         length: int | None = None,
     ) -> UploadStatus:
         """Add a chunk. ``start`` (from Content-Range) must equal the current offset."""
-        async with self._lock(upload_id):
+        async with self._hold(name, upload_id) as hold:
             status = await self.status(name, upload_id)
             self._check_range(status.offset, start)
-            offset = await self._write(name, upload_id, body, status.offset)
+            try:
+                offset = await self._write(name, upload_id, body, status.offset, hold)
+            except StorageError:
+                await self._check_alive(name, upload_id)  # a cancel elsewhere may be the cause
+                raise
+            await self._check_alive(name, upload_id)
             if length is not None and offset - status.offset != length:
                 raise RegistryError(
                     ErrorCode.SIZE_INVALID,
@@ -142,42 +156,48 @@ class UploadService:
         start: int | None = None,
     ) -> BlobInfo:
         """Append a last chunk, verify the digest, and make the blob visible atomically."""
-        async with self._lock(upload_id):
+        async with self._hold(name, upload_id) as hold:
             status = await self.status(name, upload_id)
             offset = status.offset
             if body is not None:
                 self._check_range(offset, start)
-                offset = await self._write(name, upload_id, body, offset)
+                offset = await self._write(name, upload_id, body, offset, hold)
             actual = await self._digest(name, upload_id, digest.algorithm, offset)
             if actual != digest:
                 await self._discard(name, upload_id)
                 raise RegistryError(
                     ErrorCode.DIGEST_INVALID, detail={"expected": str(digest), "actual": str(actual)}
                 )
+            hold.check()
             await self._commit(name, upload_id, BlobInfo(digest, offset))
             return BlobInfo(digest, offset)
 
     async def cancel(self, name: str, upload_id: str) -> None:
-        async with self._lock(upload_id):
-            await self.status(name, upload_id)
-            await self._discard(name, upload_id)
+        """Delete the upload at once, without its lease (a request in flight fails instead)."""
+        check_upload_id(upload_id)
+        self.leases.cancel(upload_id)
+        self._forget(upload_id)
+        try:
+            # `startedat` first: see the module's docstring
+            await self.driver.delete(layout.upload_startedat(name, upload_id))
+        except PathNotFound:
+            raise unknown(upload_id) from None
+        await self._discard(name, upload_id)
 
     # -- internals -------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _lock(self, upload_id: str) -> AsyncIterator[None]:
-        """Serialise requests on one upload in this process; the entry lives while it is used."""
-        entry = self._locks.get(upload_id)
-        if entry is None:
-            entry = self._locks[upload_id] = _UploadLock(asyncio.Lock())
-        entry.users += 1
+    def _hold(self, name: str, upload_id: str) -> contextlib.AbstractAsyncContextManager[Hold]:
+        check_upload_id(upload_id)
+        return self.leases.hold(upload_id, layout.upload_startedat(name, upload_id))
+
+    async def _check_alive(self, name: str, upload_id: str) -> None:
+        """After a write: when the upload was cancelled meanwhile (on another worker), delete
+        what the write left and answer BLOB_UPLOAD_UNKNOWN."""
         try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._locks[upload_id]
+            await self.driver.stat(layout.upload_startedat(name, upload_id))
+        except PathNotFound:
+            await self._discard(name, upload_id)
+            raise unknown(upload_id) from None
 
     def _remember(self, upload_id: str, live: _LiveHash) -> None:
         self._live[upload_id] = live
@@ -213,15 +233,22 @@ class UploadService:
         return hasher
 
     async def _write(
-        self, name: str, upload_id: str, body: AsyncIterator[bytes], offset: int
+        self, name: str, upload_id: str, body: AsyncIterator[bytes], offset: int, hold: Hold
     ) -> int:
         live = await self._live_hash(name, upload_id, self._algorithm_of(upload_id), offset)
         self._live.pop(upload_id, None)  # invalid until the write completes
-        writer = await self.driver.writer(layout.upload_data(name, upload_id), append=True)
         try:
-            await _ingest(writer, live.lane, body)
+            writer = await self.driver.writer(layout.upload_data(name, upload_id), append=True)
+        except PathNotFound:
+            raise unknown(upload_id) from None
+        try:
+            with hold.interruptible():
+                await _ingest(writer, live.lane, body)
             await writer.commit()
             live.offset = writer.size
+        except PathNotFound:
+            # the file was moved or deleted under the writer (drivers check before each write)
+            raise unknown(upload_id) from None
         finally:
             await writer.close()
         self._remember(upload_id, live)
@@ -239,10 +266,15 @@ class UploadService:
     async def _commit(self, name: str, upload_id: str, blob: BlobInfo) -> None:
         digest = blob.digest
         if await self.blobs.cache.get(digest) is None:
-            # Not known to be stored: move it in without a stat first. On an object store a stat
-            # that misses costs two requests on every new blob, while a move over the same
-            # content (a blob stored but not cached) costs one copy, and only then.
-            await self.driver.move(layout.upload_data(name, upload_id), layout.blob_data(digest))
+            # Not known to be stored: publish, which moves the data in unless a blob is there
+            # (then its bytes, checked when it was committed, stay, and the upload's go). A
+            # blob being read (sendfile, a presigned URL) is never replaced.
+            try:
+                await self.driver.publish(
+                    layout.upload_data(name, upload_id), layout.blob_data(digest)
+                )
+            except PathNotFound:
+                raise unknown(upload_id) from None  # cancelled meanwhile
             await self.blobs.cache.put(blob)
         await self.blobs.link(name, digest)
         await self._discard(name, upload_id)
@@ -295,10 +327,12 @@ async def _feed(
         return
     put = asyncio.ensure_future(queue.put(item))
     pending: set[asyncio.Future[None]] = {put, *workers}
-    while not put.done():
-        # a lane that ends (its None taken) is no failure: wait on until the put lands
-        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        failed = [w for w in done if w is not put and (w.cancelled() or w.exception())]
-        if failed:
-            put.cancel()
-            await failed[0]  # raises the lane's error
+    try:
+        while not put.done():
+            # a lane that ends (its None taken) is no failure: wait on until the put lands
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            failed = [w for w in done if w is not put and (w.cancelled() or w.exception())]
+            if failed:
+                await failed[0]  # raises the lane's error
+    finally:
+        put.cancel()  # a no-op once it landed; else (a failed lane, a cancel) none is left behind

@@ -3,7 +3,9 @@
 A driver is a flat key space of byte files addressed by absolute slash paths ("/docker/registry/v2/...").
 Drivers know nothing about registries; this module must not import from ``fastreg.registry`` or
 ``fastreg.api``. The interface follows Distribution's ``storagedriver.StorageDriver``: a handful of
-methods, and a writer that adds only ``size / commit / cancel`` to ``write / close``.
+methods, and a writer that adds only ``size / commit / cancel`` to ``write / close``. Two
+capabilities go beyond it, both for upload sessions shared by workers and hosts: ``lease`` (one
+request at a time per upload) and ``publish`` (a move that never replaces what is there).
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ class FileInfo:
     is_dir: bool
 
 
+class Lease(Protocol):
+    """An exclusive hold taken by ``StorageDriver.lease``; it ends with ``release`` or with the
+    holder's death (a kernel lock dies with its descriptor, a Redis key with its TTL)."""
+
+    async def release(self) -> None: ...
+
+
 @runtime_checkable
 class FileWriter(Protocol):
     """An append-only writer. Bytes are durable only after ``commit``."""
@@ -70,6 +79,9 @@ class StorageDriver(Protocol):
     """The capability set every backend provides."""
 
     name: str
+    #: Whether ``lease`` excludes holders on other hosts too. False: only this host's processes
+    #: (an object store has no lock of its own; several hosts on one then need Redis).
+    leases_span_hosts: bool
 
     async def get_content(self, path: str, limit: int | None = None) -> bytes:
         """Read a small file whole (links, manifests). More than ``limit`` bytes -> StorageError."""
@@ -95,6 +107,18 @@ class StorageDriver(Protocol):
 
     async def move(self, source: str, dest: str) -> None:
         """Move a file, replacing ``dest`` atomically."""
+        ...
+
+    async def publish(self, source: str, dest: str) -> bool:
+        """Move ``source`` to ``dest`` unless a file is at ``dest``: then nothing changes and the
+        answer is False. Content-addressed files never change once they exist: a reader (a
+        sendfile, a presigned URL, a range request) must never see them replaced."""
+        ...
+
+    async def lease(self, path: str) -> Lease | None:
+        """Take, without waiting, the exclusive lease named by ``path`` (a file of the thing it
+        guards): None when another holder, in any process, has it. Drivers that lock in storage
+        raise PathNotFound when the file is missing; the others leave that to the caller."""
         ...
 
     async def delete(self, path: str) -> None:

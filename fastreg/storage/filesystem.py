@@ -8,6 +8,14 @@ cuts short fails its digest check and is pushed again, while the fsync per chunk
 disk round trip per PATCH. Writeback of appended bytes is started as they are written
 (`sync_file_range`), so the fsync before a blob becomes visible has little left to wait for.
 ``local_file`` lets the HTTP layer serve blobs with ``sendfile``.
+
+Upload safety (issue 12): an upload's data file is an inode that ``publish`` turns into a blob,
+so a writer must never write into it afterwards, whatever the request locking above missed.
+Each write first checks that its descriptor is still the one file at its path (same inode, one
+link): a file moved (or linked) into ``blobs/`` or deleted by a cancel fails the write instead
+of changing a blob. An append opens the existing file only, never recreating a cancelled one.
+``publish`` never replaces a blob (`renameat2(RENAME_NOREPLACE)`, or `link` + `unlink` where the
+filesystem has no renameat2), and ``lease`` is a `flock` on the file it names (locks.py).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, TypeVar
 
 from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
+from fastreg.storage.locks import FlockLease, flock_file
 
 T = TypeVar("T")
 
@@ -34,6 +43,7 @@ DEFAULT_ROOT = "/var/lib/registry"
 
 class FilesystemDriver:
     name = "filesystem"
+    leases_span_hosts = True  # flock: every process here, and every host on NFSv4
 
     def __init__(self, rootdirectory: str = DEFAULT_ROOT, maxthreads: int = 32) -> None:
         self.root = os.path.abspath(rootdirectory)
@@ -105,12 +115,16 @@ class FilesystemDriver:
         full = self._full(path)
 
         def open_fd() -> int:
+            if append:  # continue the file that is there: a deleted one stays deleted
+                return os.open(full, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
             os.makedirs(os.path.dirname(full), exist_ok=True)
-            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-            return os.open(full, flags, 0o644)
+            return os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
 
-        fd = await self._run(open_fd)
-        return FileWriter(self, full, fd, os.fstat(fd).st_size)
+        try:
+            fd = await self._run(open_fd)
+        except PathNotFound:
+            raise PathNotFound(path) from None
+        return FileWriter(self, path, full, fd, os.fstat(fd).st_size)
 
     async def stat(self, path: str) -> FileInfo:
         full = self._full(path)
@@ -145,6 +159,34 @@ class FilesystemDriver:
         except PathNotFound:
             raise PathNotFound(source) from None
 
+    async def publish(self, source: str, dest: str) -> bool:
+        src, dst = self._full(source), self._full(dest)
+
+        def publish() -> bool:
+            fd = os.open(src, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            try:
+                _rename_noreplace(src, dst)
+            except FileExistsError:
+                return False
+            _fsync_dir(os.path.dirname(dst))
+            return True
+
+        try:
+            return await self._run(publish)
+        except PathNotFound:
+            raise PathNotFound(source) from None
+
+    async def lease(self, path: str) -> FlockLease | None:
+        try:
+            return await self._run(flock_file, self._full(path))
+        except PathNotFound:
+            raise PathNotFound(path) from None
+
     async def delete(self, path: str) -> None:
         full = self._full(path)
 
@@ -178,10 +220,12 @@ class FilesystemDriver:
 
 
 class FileWriter:
-    """Appends to one open file descriptor, starting writeback behind itself."""
+    """Appends to one open file descriptor, starting writeback behind itself; each write checks
+    first that the descriptor is still the file at the path (the module's docstring says why)."""
 
-    def __init__(self, driver: FilesystemDriver, full: str, fd: int, size: int) -> None:
+    def __init__(self, driver: FilesystemDriver, path: str, full: str, fd: int, size: int) -> None:
         self._driver = driver
+        self._path = path
         self._full = full
         self._fd: int | None = fd
         self._size = size
@@ -193,6 +237,15 @@ class FileWriter:
 
     def _write_all(self, data: bytes, end: int) -> None:
         assert self._fd is not None
+        mine = os.fstat(self._fd)
+        try:
+            there = os.stat(self._full)
+        except FileNotFoundError:
+            there = None
+        if there is None or (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino) or (
+            mine.st_nlink != 1
+        ):
+            raise FileNotFoundError(errno.ENOENT, "moved or deleted while written", self._path)
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)
@@ -241,6 +294,34 @@ def _atomic_write(full: str, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+@functools.cache
+def _renameat2() -> Callable[[bytes, bytes], int] | None:
+    """`renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE)` from libc, when it has it."""
+    try:
+        call = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    at_fdcwd, noreplace = -100, 1
+    return lambda src, dst: int(call(at_fdcwd, src, at_fdcwd, dst, noreplace))
+
+
+def _rename_noreplace(src: str, dst: str) -> None:
+    """Rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError): atomically with
+    renameat2; where the kernel or filesystem lacks it (EINVAL, ENOSYS), by `link` (which fails
+    on an existing name) then `unlink` of the source. Between the two the file has two names:
+    a writer still open on it then sees two links and refuses to write (FileWriter)."""
+    rename = _renameat2()
+    if rename is not None:
+        if rename(os.fsencode(src), os.fsencode(dst)) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), src, None, dst)
+    os.link(src, dst)
+    os.unlink(src)
 
 
 def _fsync_dir(directory: str) -> None:

@@ -2,7 +2,9 @@
 
 Directories exist from the first file written below them until they are deleted themselves, as on
 a disk: deleting the last file of a directory leaves the directory (Distribution relies on this,
-e.g. a repository whose manifests were all deleted is still a repository).
+e.g. a repository whose manifests were all deleted is still a repository). As on disk, a writer
+appends to the stored buffer itself, so it checks that the buffer is still the file at its path
+before each write: a buffer moved to a blob or deleted is never written again.
 """
 
 from __future__ import annotations
@@ -11,17 +13,27 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
+from fastreg.storage.base import (
+    FileInfo,
+    InvalidOffset,
+    Lease,
+    PathNotFound,
+    StorageError,
+    check_path,
+)
+from fastreg.storage.locks import ProcessLocks
 
 READ_CHUNK = 1024 * 1024
 
 
 class InMemoryDriver:
     name = "inmemory"
+    leases_span_hosts = True  # the files live in this process: there is no other holder
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[bytearray, float]] = {}
         self._dirs: set[str] = {"/"}
+        self._locks = ProcessLocks()
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> InMemoryDriver:
@@ -66,8 +78,10 @@ class InMemoryDriver:
 
     async def writer(self, path: str, append: bool) -> MemoryWriter:
         check_path(path)
+        if append and path not in self._files:
+            raise PathNotFound(path)  # as on disk: an append never recreates a deleted file
         self._add_parents(path)
-        buf = self._files[path][0] if append and path in self._files else bytearray()
+        buf = self._files[path][0] if append else bytearray()
         self._files[path] = (buf, time.time())
         return MemoryWriter(self, path, buf)
 
@@ -96,6 +110,19 @@ class InMemoryDriver:
             raise PathNotFound(source) from None
         self._add_parents(dest)
         self._files[dest] = moved
+
+    async def publish(self, source: str, dest: str) -> bool:
+        check_path(source), check_path(dest)
+        if source not in self._files:
+            raise PathNotFound(source)
+        if dest in self._files:
+            return False
+        await self.move(source, dest)
+        return True
+
+    async def lease(self, path: str) -> Lease | None:
+        check_path(path)
+        return self._locks.lease(path)
 
     async def delete(self, path: str) -> None:
         check_path(path)
@@ -137,6 +164,8 @@ class MemoryWriter:
     async def write(self, data: bytes) -> None:
         if self._closed:
             raise StorageError("write on a closed writer")
+        if self._driver._files.get(self._path, (None,))[0] is not self._buf:
+            raise PathNotFound(self._path)  # moved or deleted since the writer opened
         self._buf += data
 
     async def commit(self) -> None:

@@ -11,7 +11,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from fastreg.storage.base import FileInfo, FileWriter, PathNotFound, StorageDriver, StorageError
+from fastreg.storage.base import (
+    FileInfo,
+    FileWriter,
+    Lease,
+    PathNotFound,
+    StorageDriver,
+    StorageError,
+)
 
 if TYPE_CHECKING:
     from fastreg.metrics import Metrics
@@ -65,6 +72,7 @@ class InstrumentedDriver:
         self.inner = inner
         self.metrics = metrics
         self.name = inner.name
+        self.leases_span_hosts = inner.leases_span_hosts
 
     def __getattr__(self, attr: str) -> Any:
         if attr == "inner":  # not set yet (copy, pickle): never recurse
@@ -101,6 +109,14 @@ class InstrumentedDriver:
     async def move(self, source: str, dest: str) -> None:
         with _Timer(self, "move"):
             await self.inner.move(source, dest)
+
+    async def publish(self, source: str, dest: str) -> bool:
+        with _Timer(self, "publish"):
+            return await self.inner.publish(source, dest)
+
+    async def lease(self, path: str) -> Lease | None:
+        with _Timer(self, "lease"):
+            return await self.inner.lease(path)
 
     async def delete(self, path: str) -> None:
         with _Timer(self, "delete"):

@@ -114,6 +114,64 @@ async def test_move_replaces_destination(driver: StorageDriver) -> None:
         await driver.move("/src/data", "/elsewhere")
 
 
+async def test_publish_never_replaces_the_destination(driver: StorageDriver) -> None:
+    await driver.put_content("/blobs/b/data", b"stored")
+    w = await driver.writer("/up/data", append=False)
+    await w.write(b"upload" * 1000)
+    await w.commit()
+    await w.close()
+    assert await driver.publish("/up/data", "/blobs/b/data") is False
+    assert await driver.get_content("/blobs/b/data") == b"stored"
+    assert await driver.get_content("/up/data") == b"upload" * 1000  # left for the caller
+    assert await driver.publish("/up/data", "/blobs/c/data") is True
+    assert await driver.get_content("/blobs/c/data") == b"upload" * 1000
+    with pytest.raises(PathNotFound):
+        await driver.stat("/up/data")
+    with pytest.raises(PathNotFound):
+        await driver.publish("/up/data", "/blobs/d/data")
+
+
+async def test_lease_is_exclusive_until_released(driver: StorageDriver) -> None:
+    await driver.put_content("/up/startedat", b"now")
+    first = await driver.lease("/up/startedat")
+    assert first is not None
+    assert await driver.lease("/up/startedat") is None
+    other = await driver.lease("/up2/startedat") if driver.name != "filesystem" else None
+    await first.release()
+    await first.release()  # twice is harmless
+    again = await driver.lease("/up/startedat")
+    assert again is not None
+    await again.release()
+    if other is not None:
+        await other.release()
+    if driver.name == "filesystem":  # locks in storage: a missing file has no lease
+        with pytest.raises(PathNotFound):
+            await driver.lease("/missing/startedat")
+
+
+@pytest.mark.parametrize("away", ["publish", "delete"])
+async def test_a_writer_never_writes_into_a_file_moved_or_deleted_under_it(
+    driver: StorageDriver, away: str
+) -> None:
+    if driver.name not in ("filesystem", "inmemory"):
+        pytest.skip("object-store writers write objects of their own, never into a blob")
+    await driver.put_content("/up/data", b"abc")
+    w = await driver.writer("/up/data", append=True)
+    if away == "publish":
+        assert await driver.publish("/up/data", "/blobs/x/data")
+    else:
+        await driver.delete("/up")
+    with pytest.raises(PathNotFound):
+        await w.write(b"late")
+    await w.close()
+    if away == "publish":
+        assert await driver.get_content("/blobs/x/data") == b"abc"
+    with pytest.raises(PathNotFound):  # an append never recreates the file
+        await driver.writer("/up/data", append=True)
+    with pytest.raises(PathNotFound):
+        await driver.stat("/up/data")
+
+
 async def test_delete_tree(driver: StorageDriver) -> None:
     for path in ("/t/a/1", "/t/a/2", "/t/b"):
         await driver.put_content(path, b"1")

@@ -146,7 +146,7 @@ async def test_no_per_upload_state_is_left_behind(tmp_path: Path) -> None:
         await s.finish("repo", st.upload_id, Digest.from_bytes(b"abc"))
     cancelled = await s.start("repo")
     await s.cancel("repo", cancelled.upload_id)
-    assert s._locks == {}
+    assert s.leases._holds == {}
     assert cancelled.upload_id not in s._live
 
 

@@ -20,6 +20,7 @@ from fastreg.storage.azure.client import AzureAuth, describe
 from fastreg.storage.azure.params import AzureParams
 from fastreg.storage.azure.writer import AzureWriter
 from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
+from fastreg.storage.locks import FlockLease, HostLocks
 from fastreg.storage.rest import (
     TRANSPORT_ERRORS,
     RestClient,
@@ -35,10 +36,12 @@ DELETE_CONCURRENCY = 16
 
 class AzureDriver:
     name = "azure"
+    leases_span_hosts = False  # host-local leases (storage/locks.py); many hosts need Redis
 
     def __init__(self, params: AzureParams) -> None:
         self.params = params
         self.auth = AzureAuth(params)
+        self.locks = HostLocks(f"azure {params.service_url} {params.container}")
         self.rest = RestClient(
             RestSettings("azure", params.maxretries, params.connecttimeout, params.readtimeout),
             self.auth.sign,
@@ -194,6 +197,17 @@ class AzureDriver:
         return blobs, dirs, root.findtext("NextMarker") or ""
 
     # -- move and delete --------------------------------------------------------------------
+
+    async def publish(self, source: str, dest: str) -> bool:
+        """A move after a Get Blob Properties of the destination: one request more per new
+        blob, and none of Azure's conditional copies (unsupported by Azurite's older ones)."""
+        if await self.properties(dest, self.blob(dest)) is not None:
+            return False
+        await self.move(source, dest)
+        return True
+
+    async def lease(self, path: str) -> FlockLease | None:
+        return self.locks.lease(self.blob(path))
 
     async def move(self, source: str, dest: str) -> None:
         src, dst = self.blob(source), self.blob(dest)

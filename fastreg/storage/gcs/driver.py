@@ -23,6 +23,7 @@ from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageE
 from fastreg.storage.gcs.auth import GCSAuth, describe
 from fastreg.storage.gcs.params import GCSParams
 from fastreg.storage.gcs.writer import GCSWriter
+from fastreg.storage.locks import FlockLease, HostLocks
 from fastreg.storage.rest import (
     TRANSPORT_ERRORS,
     RestClient,
@@ -38,9 +39,11 @@ DELETE_CONCURRENCY = 16
 
 class GCSDriver:
     name = "gcs"
+    leases_span_hosts = False  # host-local leases (storage/locks.py); many hosts need Redis
 
     def __init__(self, params: GCSParams) -> None:
         self.params = params
+        self.locks = HostLocks(f"gcs {params.endpoint} {params.bucket}")
         self.auth = GCSAuth(params)
         self.rest = RestClient(
             RestSettings("gcs", params.maxretries, params.connecttimeout, params.readtimeout,
@@ -195,6 +198,16 @@ class GCSDriver:
         return items, [str(p) for p in doc.get("prefixes", ())], str(doc.get("nextPageToken", ""))
 
     # -- move and delete --------------------------------------------------------------------
+
+    async def publish(self, source: str, dest: str) -> bool:
+        """A move after a metadata GET of the destination: one request more per new blob."""
+        if await self.metadata(dest, self.key(dest)) is not None:
+            return False
+        await self.move(source, dest)
+        return True
+
+    async def lease(self, path: str) -> FlockLease | None:
+        return self.locks.lease(self.key(path))
 
     async def move(self, source: str, dest: str) -> None:
         src, dst = self.key(source), self.key(dest)

@@ -6,6 +6,10 @@ key prefixes. Moves are server-side copies (multipart above `multipartcopythresh
 above 5 GiB where CopyObject cannot go) followed by a delete of the source. A file appended to in
 several sessions (an upload sent in many PATCHes) is a head object and segments (segments.py),
 read, moved and deleted as one file.
+
+``publish`` (a move that never replaces a blob) asks for the destination's head first: one HEAD
+more per new blob (S3 has no copy that fails on an existing key everywhere). ``lease`` is
+host-local (storage/locks.py): several hosts on one bucket need the Redis lease.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
+from fastreg.storage.locks import FlockLease, HostLocks
 from fastreg.storage.s3.body import Chunk, PartBody
 from fastreg.storage.s3.client import TRANSPORT_ERRORS, S3Client, S3Error, translate
 from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, MIN_PART, S3Params, split
@@ -37,10 +42,12 @@ LIST_MAX = 1000
 
 class S3Driver:
     name = "s3"
+    leases_span_hosts = False
 
     def __init__(self, params: S3Params) -> None:
         self.params = params
         self.s3 = S3Client(params)
+        self.locks = HostLocks(f"s3 {params.endpoint_url or params.region} {params.bucket}")
         # one slot per part an upload holds in memory (writer.py): bounds this process's memory
         # whatever the number of uploads
         self.part_slots = asyncio.Semaphore(params.maxbufferedparts)
@@ -331,6 +338,15 @@ class S3Driver:
             raise PathNotFound(source)
         await self.compose(source, layout.pieces, self.key(dest))
         await self._delete_keys(source, self._keys_of(layout))
+
+    async def publish(self, source: str, dest: str) -> bool:
+        if await self._layout_of(dest) is not None:
+            return False
+        await self.move(source, dest)
+        return True
+
+    async def lease(self, path: str) -> FlockLease | None:
+        return self.locks.lease(self.key(path))
 
     async def copy_parts(
         self,

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
+from fastreg.storage.locks import FlockLease, HostLocks
 from fastreg.storage.rest import TRANSPORT_ERRORS, RestError, delete_all
 from fastreg.storage.swift.client import SwiftClient
 from fastreg.storage.swift.params import SwiftParams
@@ -31,10 +32,12 @@ DELETE_CONCURRENCY = 16
 
 class SwiftDriver:
     name = "swift"
+    leases_span_hosts = False  # host-local leases (storage/locks.py); many hosts need Redis
 
     def __init__(self, params: SwiftParams) -> None:
         self.params = params
         self.swift = SwiftClient(params)
+        self.locks = HostLocks(f"swift {params.authurl} {params.container}")
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> SwiftDriver:
@@ -212,12 +215,28 @@ class SwiftDriver:
     # -- move and delete ----------------------------------------------------------------------
 
     async def move(self, source: str, dest: str) -> None:
-        src, dst = self.key(source), self.key(dest)
-        segments = self.segments_of(await self.head(source))
         try:
             replaced = self.segments_of(await self.head(dest))
         except PathNotFound:
             replaced = None
+        await self._move(source, dest, replaced)
+
+    async def publish(self, source: str, dest: str) -> bool:
+        """The HEAD of the destination a move makes anyway decides: no request more."""
+        try:
+            await self.head(dest)
+        except PathNotFound:
+            await self._move(source, dest, None)
+            return True
+        return False
+
+    async def lease(self, path: str) -> FlockLease | None:
+        return self.locks.lease(self.key(path))
+
+    async def _move(self, source: str, dest: str, replaced: str | None) -> None:
+        """Move ``source`` over ``dest``, whose DLO segments were ``replaced`` (None: none)."""
+        src, dst = self.key(source), self.key(dest)
+        segments = self.segments_of(await self.head(source))
         if segments is not None:
             await self.put_manifest(dest, segments)
         else:
