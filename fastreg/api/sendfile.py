@@ -33,6 +33,8 @@ import contextlib
 import logging
 import os
 import select
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -43,10 +45,22 @@ log = logging.getLogger("fastreg.api.sendfile")
 CHUNK = 16 << 20  # most one sendfile call may send: keeps a fast reader from hogging its thread
 READAHEAD = 8 << 20  # how far beyond the send position the kernel is asked to read ahead
 SWEEP = 1.0  # how often, at most, a sender thread looks for stalled transfers (seconds)
+_LINGER_0 = struct.pack("ii", 1, 0)
 
 
 class SendStalled(ConnectionError):
     """The client accepted no byte for the configured send timeout; its connection is closed."""
+
+
+def reset_on_close(sock: socket.socket | socket.SocketType) -> None:
+    """Make the last close of ``sock`` a reset (SO_LINGER 0) rather than a FIN.
+
+    A cut download must look cut: with a FIN the client could take what it got for a whole
+    body, and the kernel would go on holding the unsent buffer for a client that does not read
+    (a FIN waits behind that buffer, so such a client would not even see the close).
+    """
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
 
 
 def sender_threads() -> int:
@@ -144,7 +158,7 @@ class _Lane:
             cancel, transfer = self._inbox.popleft()
             if cancel:
                 if self._transfers.get(transfer.sock) is transfer:
-                    self._finish(transfer, None)
+                    self._finish(transfer, asyncio.CancelledError())
             else:
                 transfer.progress = time.monotonic()
                 self._transfers[transfer.sock] = transfer
@@ -186,6 +200,10 @@ class _Lane:
         self._release(transfer, error)
 
     def _release(self, transfer: _Transfer, error: BaseException | None) -> None:
+        if error is not None:
+            own = socket.socket(fileno=transfer.sock)
+            reset_on_close(own)
+            own.detach()
         os.close(transfer.sock)
         os.close(transfer.file)
         self._finished += 1
@@ -245,10 +263,18 @@ class Sender:
                 lane.cancel(transfer)
                 raise
         except BaseException as exc:
-            transport.abort()
+            _cut(transport)
             if isinstance(exc, SendStalled):
                 log.info("download stalled, connection closed", extra={"error": str(exc)})
             raise
+
+
+def _cut(transport: asyncio.Transport) -> None:
+    """Close the connection of an unfinished response at once, as a reset."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and not transport.is_closing():
+        reset_on_close(sock)
+    transport.abort()
 
 
 async def _flushed(transport: asyncio.Transport, stall_timeout: float) -> None:
@@ -297,7 +323,7 @@ class StallWatch:
             self.stalled = True
             log.info("download stalled, connection closed",
                      extra={"error": f"no byte accepted for {self._timeout:g}s"})  # fmt: skip
-            self._transport.abort()
+            _cut(self._transport)
             return
         self._handle = asyncio.get_running_loop().call_later(self._interval, self._check)
 
