@@ -9,10 +9,14 @@ sendfile path and on the streamed path of a driver without local files).
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import http.client
+import ipaddress
 import os
 import resource
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -20,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,14 +41,20 @@ TCP_CLOSE, TCP_CLOSE_WAIT = 7, 8
 Serve = Callable[..., ServerProcess]
 
 
+class TLSServer(ServerProcess):
+    @property
+    def url(self) -> str:  # what readiness is polled on; SSL_CERT_FILE names the test's CA
+        return f"https://{self.host}"
+
+
 @pytest.fixture
 def serve(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Serve]:
     """``serve(*args, storage=, http=, soft_nofile=)`` -> a running `fastreg serve`, stopped after
     the test; its output goes with a failure report (conftest's hook)."""
     started: list[ServerProcess] = request.node.stash.setdefault(SERVERS_KEY, [])
 
-    def start(*args: str, storage: str = "filesystem", http: dict[str, str] | None = None,
-              soft_nofile: int | None = None) -> ServerProcess:  # fmt: skip
+    def start(*args: str, storage: str = "filesystem", http: dict[str, Any] | None = None,
+              soft_nofile: int | None = None, tls: bool = False) -> ServerProcess:  # fmt: skip
         root = tmp_path / "root"
         root.mkdir(parents=True, exist_ok=True)
         port = free_port()
@@ -57,7 +68,7 @@ def serve(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Serve]:
             argv = ["sh", "-c", f'ulimit -Sn {soft_nofile} && exec "$@"', "sh", *argv]
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
         env.update(PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO_ROOT))
-        server = ServerProcess(kind="fastreg", root=root, port=port, config_path=cfg, argv=argv,
+        server = (TLSServer if tls else ServerProcess)(kind="fastreg", root=root, port=port, config_path=cfg, argv=argv,
                                env=env, log_path=tmp_path / "server.log")  # fmt: skip
         started.append(server)
         return server.start()
@@ -283,3 +294,53 @@ def test_stalled_reader_is_cut_after_sendtimeout(serve: Serve, storage: str) -> 
             pass
         assert received < 16 * MiB  # a cut body, never taken for a whole one
     assert exact(fetch(server, "/v2/"), b"{}")
+
+
+def self_signed(tmp_path: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return str(cert_path), str(key_path)
+
+
+def test_tls_download_goes_through_the_tls_stream(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sendfile bypasses TLS: over `http.tls` the body must be encrypted like the headers."""
+    cert, key = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+    server = serve(http={"tls": {"certificate": cert, "key": key}}, tls=True)
+    data = os.urandom(4 * MiB)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    context = ssl.create_default_context(cafile=cert)
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=TIMEOUT, context=context)
+    conn.request("POST", f"/v2/hostile/tls/blobs/uploads/?digest={digest}", body=data,
+                 headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 201
+    conn.request("GET", f"/v2/hostile/tls/blobs/{digest}")
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.read() == data
+    conn.close()
