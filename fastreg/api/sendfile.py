@@ -99,12 +99,20 @@ class _Lane:
         self._epoll.register(self._wake, select.EPOLLIN)
         self._inbox: collections.deque[tuple[bool, _Transfer]] = collections.deque()
         self._transfers: dict[int, _Transfer] = {}
+        # `_closed` (the thread has ended) and the inbox change under the lock, so a transfer is
+        # either taken by the thread or failed here, never left waiting on a dead thread
+        self._lock = threading.Lock()
+        self._stopping = False
         self._closed = False
         # each counter written by one thread only (the loop, the sender): no lock needed
         self._submitted = 0
         self._finished = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def load(self) -> int:
@@ -119,18 +127,28 @@ class _Lane:
         self._post(True, transfer)
 
     def close(self) -> None:
-        self._closed = True
-        os.eventfd_write(self._wake, 1)
+        with self._lock:
+            if not self._closed:
+                self._stopping = True
+                os.eventfd_write(self._wake, 1)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive() and self._wake >= 0:
+            os.close(self._wake)  # only once the thread that polls it is gone
+            self._wake = -1
 
     def _post(self, cancel: bool, transfer: _Transfer) -> None:
-        self._inbox.append((cancel, transfer))
-        os.eventfd_write(self._wake, 1)
+        with self._lock:
+            if not self._closed:
+                self._inbox.append((cancel, transfer))
+                os.eventfd_write(self._wake, 1)
+                return
+        if not cancel:
+            self._release(transfer, ConnectionAbortedError("sender stopped"))
 
     def _run(self) -> None:
         next_sweep = time.monotonic() + SWEEP
         try:
-            while not self._closed:
+            while not self._stopping:
                 timeout = max(0.0, next_sweep - time.monotonic()) if self._transfers else -1
                 for fd, _events in self._epoll.poll(timeout):
                     if fd == self._wake:
@@ -141,15 +159,21 @@ class _Lane:
                 if now >= next_sweep:
                     next_sweep = now + SWEEP
                     self._sweep(now)
+        except BaseException:
+            log.exception("sender thread failed")
+            raise
         finally:
+            with self._lock:
+                self._closed = True
+                pending = list(self._inbox)
+                self._inbox.clear()
+            stopped = ConnectionAbortedError("sender stopped")
             for transfer in list(self._transfers.values()):
-                self._finish(transfer, ConnectionAbortedError("server shutting down"))
-            while self._inbox:
-                cancel, transfer = self._inbox.popleft()
+                self._finish(transfer, stopped)
+            for cancel, transfer in pending:
                 if not cancel:
-                    self._release(transfer, ConnectionAbortedError("server shutting down"))
+                    self._release(transfer, stopped)
             self._epoll.close()
-            os.close(self._wake)
 
     def _take_inbox(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -159,10 +183,14 @@ class _Lane:
             if cancel:
                 if self._transfers.get(transfer.sock) is transfer:
                     self._finish(transfer, asyncio.CancelledError())
-            else:
-                transfer.progress = time.monotonic()
-                self._transfers[transfer.sock] = transfer
+                continue
+            try:
                 self._epoll.register(transfer.sock, select.EPOLLOUT)
+            except OSError as exc:
+                self._release(transfer, exc)
+                continue
+            transfer.progress = time.monotonic()
+            self._transfers[transfer.sock] = transfer
 
     def _pump(self, transfer: _Transfer) -> None:
         if transfer.ahead < transfer.end and transfer.offset + READAHEAD // 2 >= transfer.ahead:
@@ -219,18 +247,27 @@ class Sender:
         self._threads = threads or sender_threads()
         self._lanes: list[_Lane] = []
         self._lock = threading.Lock()
+        self._closing = False
 
     def _lane(self) -> _Lane:
-        if not self._lanes:
-            with self._lock:
-                if not self._lanes:
-                    self._lanes = [
-                        _Lane(self.stall_timeout, f"sendfile-{i}") for i in range(self._threads)
-                    ]
-        return min(self._lanes, key=lambda lane: lane.load)
+        with self._lock:
+            if self._closing:
+                raise ConnectionAbortedError("server shutting down")
+            if not self._lanes:
+                self._lanes = [self._new_lane(i) for i in range(self._threads)]
+            for i, lane in enumerate(self._lanes):
+                if lane.closed:  # its thread died (it logged why): a download needs a live one
+                    lane.close()
+                    self._lanes[i] = self._new_lane(i)
+            return min(self._lanes, key=lambda lane: lane.load)
+
+    def _new_lane(self, index: int) -> _Lane:
+        return _Lane(self.stall_timeout, f"sendfile-{index}")
 
     def close(self) -> None:
-        lanes, self._lanes = self._lanes, []
+        with self._lock:
+            self._closing = True
+            lanes, self._lanes = self._lanes, []
         for lane in lanes:
             lane.close()
 
@@ -246,6 +283,7 @@ class Sender:
             sock = transport.get_extra_info("socket")
             if transport.is_closing() or sock is None:
                 raise ConnectionResetError("client went away")
+            lane = self._lane()
             future: asyncio.Future[None] = loop.create_future()
             # both dups on the loop, before any await: the fd is this connection's right now
             sock_fd = os.dup(sock.fileno())
@@ -255,7 +293,6 @@ class Sender:
                 os.close(sock_fd)
                 raise
             transfer = _Transfer(sock_fd, mine, offset, offset + count, loop, future)
-            lane = self._lane()
             lane.submit(transfer)
             try:
                 await future
