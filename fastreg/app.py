@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from fastreg.api.context import HTTP, REGISTRY, REQUEST_IDS, SENDFILE_POOL, HTTPSettings, RequestIds
+from fastreg.api.context import HTTP, REGISTRY, REQUEST_IDS, SENDER, HTTPSettings, RequestIds
 from fastreg.api.middleware import access_log, add_headers, errors, host_check
 from fastreg.api.routes import setup_routes
+from fastreg.api.sendfile import Sender
 from fastreg.auth.middleware import setup_auth
 from fastreg.cache import (
     InMemoryDescriptorCache,
@@ -89,7 +89,10 @@ def http_settings(config: Config) -> HTTPSettings:
     headers = tuple(
         (name, value) for name, values in config.http.headers.items() for value in values
     )
-    return HTTPSettings(host=config.http.host, relativeurls=config.http.relativeurls, headers=headers)
+    return HTTPSettings(
+        host=config.http.host, relativeurls=config.http.relativeurls, headers=headers,
+        sendtimeout=config.http.sendtimeout_seconds,
+    )
 
 
 def create_app(config: Config, driver: StorageDriver | None = None) -> web.Application:
@@ -110,7 +113,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     app[REGISTRY] = Registry(storage, registry_settings(config), *caches(config))
     app[HTTP] = http_settings(config)
     app[REQUEST_IDS] = RequestIds()
-    app[SENDFILE_POOL] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="sendfile")
+    app[SENDER] = Sender(app[HTTP].sendtimeout)
     app.on_response_prepare.append(add_headers)
     app.cleanup_ctx.append(_registry_lifecycle)
     setup_routes(app)
@@ -133,4 +136,4 @@ async def _registry_lifecycle(app: web.Application) -> AsyncIterator[None]:
     log.info("storage ready", extra={"driver": registry.driver.name})
     yield
     await registry.close()
-    app[SENDFILE_POOL].shutdown(wait=False, cancel_futures=True)
+    app[SENDER].close()

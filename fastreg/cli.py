@@ -25,6 +25,7 @@ from fastreg.app import create_app
 from fastreg.auth.middleware import check_auth
 from fastreg.config import Config, ConfigError, HTTPConfig, load_config
 from fastreg.debug import start_debug_server, validate
+from fastreg.limits import raise_open_files_limit
 from fastreg.logs import setup_logging
 from fastreg.storage.base import StorageError
 from fastreg.storage.factory import UnknownDriver
@@ -197,6 +198,7 @@ def serve(path: str | None, workers: int) -> int:
     except (ConfigError, OSError) as exc:
         print(f"fastreg: configuration error: {exc}", file=sys.stderr)
         return 2
+    raise_open_files_limit()  # before any worker starts: they inherit it
     if workers <= 1:
         return _run_guarded(config, reuse_port=False)
     try:

@@ -106,6 +106,7 @@ class HTTPConfig:
     relativeurls: bool = False
     headers: Mapping[str, tuple[str, ...]] = field(default_factory=_empty)
     draintimeout_seconds: float = 0
+    sendtimeout_seconds: float = 60.0  # fastreg only
     tls: Mapping[str, Any] = field(default_factory=_empty)
     debug: Mapping[str, Any] = field(default_factory=_empty)
 
@@ -346,6 +347,13 @@ def _blobdescriptor_size(value: Any) -> int:
     return size
 
 
+def _sendtimeout(value: Any) -> float:
+    seconds = 60.0 if value is None else as_duration(value, "http.sendtimeout")
+    if seconds <= 0:
+        raise ConfigError(f"http.sendtimeout: expected a positive duration, got {value!r}")
+    return seconds
+
+
 def _http(http: Mapping[str, Any]) -> HTTPConfig:
     config = HTTPConfig(
         addr=_str(http.get("addr"), ":5000", "http.addr") or ":5000",
@@ -356,6 +364,7 @@ def _http(http: Mapping[str, Any]) -> HTTPConfig:
         relativeurls=_bool(http.get("relativeurls"), False, "http.relativeurls"),
         headers=as_headers(http.get("headers") or {}, "http.headers"),
         draintimeout_seconds=as_duration(http.get("draintimeout") or 0, "http.draintimeout"),
+        sendtimeout_seconds=_sendtimeout(http.get("sendtimeout")),
         tls=_freeze_map(http.get("tls")),
         debug=_freeze_map(http.get("debug")),
     )

@@ -125,6 +125,7 @@ _HTTP = _struct(
     secret=STR,
     relativeurls=BOOL,
     draintimeout=DURATION,
+    sendtimeout=DURATION,  # fastreg only: a download accepting no byte this long is closed
     tls=_TLS,
     headers=HEADERS,
     debug=_struct(addr=STR, prometheus=_struct(enabled=BOOL, path=STR)),

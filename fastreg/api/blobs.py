@@ -1,7 +1,9 @@
 """Blob endpoints: `GET/HEAD/DELETE /v2/<name>/blobs/<digest>` (end-2, end-10).
 
-Pulls go out with `sendfile` when the driver has the bytes on local disk, as a redirect when it has
-a presigned URL (unless `storage.redirect.disable`), else as a proxied stream. `Range` is honoured.
+Pulls go out with `sendfile` when the driver has the bytes on local disk (and the connection is
+not TLS, whose bytes must go through the transport), as a redirect when it has a presigned URL
+(unless `storage.redirect.disable`), else as a proxied stream. `Range` is honoured. Either way a
+client that accepts no byte for `http.sendtimeout` has its connection closed (`api/sendfile.py`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from typing import BinaryIO
 
 from aiohttp import web
 
-from fastreg.api.context import SENDFILE_POOL, registry_of
+from fastreg.api.context import HTTP, SENDER, registry_of
 from fastreg.api.params import byte_range
-from fastreg.api.sendfile import sendfile
+from fastreg.api.sendfile import StallWatch
 from fastreg.registry.blobs import BlobSource
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
@@ -62,13 +64,21 @@ async def get_blob(request: web.Request, params: dict[str, str]) -> web.StreamRe
     if wanted:
         response.headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{size}"
     response.content_length = length
-    if source.local_path is not None:
+    transport = request.transport
+    if source.local_path is not None and transport is not None and not _is_tls(transport):
         return await _sendfile(request, response, source.local_path, digest, offset, length)
     await response.prepare(request)
-    async for chunk in source.stream(offset, length):
-        await response.write(chunk)
+    if transport is not None:
+        with StallWatch(transport, request.app[HTTP].sendtimeout).watching() as watch:
+            async for chunk in source.stream(offset, length):
+                watch.queued(len(chunk))
+                await response.write(chunk)
     await response.write_eof()
     return response
+
+
+def _is_tls(transport: asyncio.Transport) -> bool:
+    return transport.get_extra_info("sslcontext") is not None
 
 
 async def _sendfile(
@@ -90,7 +100,7 @@ async def _sendfile(
         if transport is None or length == 0:
             await response.write_eof()
             return response
-        await sendfile(transport, f, offset, length, request.app[SENDFILE_POOL])
+        await request.app[SENDER].send(transport, f.fileno(), offset, length)
         await response.write_eof()
     finally:
         f.close()

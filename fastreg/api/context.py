@@ -5,11 +5,11 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from fastreg.api.sendfile import Sender
 from fastreg.registry.service import Registry
 
 
@@ -18,6 +18,7 @@ class HTTPSettings:
     host: str = ""  # http.host: the externally visible base URL, e.g. https://registry.example.com
     relativeurls: bool = False
     headers: tuple[tuple[str, str], ...] = ()
+    sendtimeout: float = 60.0  # http.sendtimeout: a download accepting no byte this long is cut
 
 
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
@@ -33,8 +34,8 @@ class RequestIds:
 
 
 REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids", RequestIds)
-# threads that run sendfile(2) loops on uvloop, one per blob download in flight
-SENDFILE_POOL: web.AppKey[ThreadPoolExecutor] = web.AppKey("sendfile_pool", ThreadPoolExecutor)
+# the threads that send blob files with sendfile(2), every download multiplexed on a few
+SENDER: web.AppKey[Sender] = web.AppKey("sender", Sender)
 
 
 # set by access control on a mount: may the caller pull from `from`? (absent: no access control)

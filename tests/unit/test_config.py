@@ -70,6 +70,7 @@ def test_defaults_without_a_file() -> None:
     assert config.http.host_port() == ("0.0.0.0", 5000)
     assert config.http.relativeurls is False
     assert config.http.draintimeout_seconds == 0
+    assert config.http.sendtimeout_seconds == 60.0
     assert config.log.level == "info"
     assert config.log.formatter == "text"
     assert config.log.accesslog_disabled is False
@@ -282,6 +283,7 @@ S = "storage:\n  inmemory:\n"  # a driver, for the storage cases below
         (S + "  delete:\n    enabled: maybe\n", "storage.delete.enabled: expected a boolean"),
         ("http:\n  relativeurls: 1\n", "http.relativeurls: expected a boolean, got 1"),
         ("http:\n  draintimeout: soon\n", "http.draintimeout: invalid duration 'soon'"),
+        ("http:\n  sendtimeout: 0s\n", "http.sendtimeout: expected a positive duration"),
         ("http:\n  headers: [a]\n", "http.headers: expected a mapping, got list"),
         ("http:\n  addr: '5000'\n", "http.addr: expected host:port"),
         ("http:\n  net: udp\n", "http.net: expected one of tcp, unix"),
@@ -339,6 +341,7 @@ http:
   prefix: /reg/
   host: https://reg.example.com
   draintimeout: 60s
+  sendtimeout: 90s
   tls: {certificate: /c.pem, key: /k.pem}
   debug: {addr: localhost:5001}
 redis:
@@ -362,6 +365,7 @@ compatibility:
     assert config.http.host_port() == ("127.0.0.1", 0)
     assert (config.http.prefix, config.http.host) == ("/reg/", "https://reg.example.com")
     assert config.http.draintimeout_seconds == 60.0
+    assert config.http.sendtimeout_seconds == 90.0
     assert config.http.tls["certificate"] == "/c.pem"
     assert config.http.debug["addr"] == "localhost:5001"
     assert config.redis["addr"] == "localhost:6379"
