@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import zlib
 from urllib.parse import quote
 
@@ -24,6 +25,9 @@ TAGS = st.from_regex(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,20}", fullmatch=True)
 ODD_TEXT = st.text(
     st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40
 )  # any character: quoted into the path by `segment`
+
+
+VALID_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 
 
 def hexes(length: int) -> st.SearchStrategy[str]:
