@@ -26,12 +26,13 @@ _DIGEST = re.compile(r"(sha256|sha512):([0-9a-f]+)")
 _EXTERNAL = re.compile(r"foreign|nondistributable")
 
 
-def check_storage(root: Path) -> list[str]:
-    """Every inconsistency under the storage ``root`` (the driver's rootdirectory), as text."""
+def check_storage(root: Path, repositories_under: str = "") -> list[str]:
+    """Every inconsistency under the storage ``root`` (the driver's rootdirectory), as text: in
+    every blob, and in the repositories whose names start with ``repositories_under``."""
     problems: list[str] = []
     blobs = _check_blobs(root / V2 / "blobs", problems)
     repositories = root / V2 / "repositories"
-    for repo in _repositories(repositories):
+    for repo in _repositories(repositories / repositories_under):
         name = repo.relative_to(repositories).as_posix()
         _check_repository(root, name, repo, blobs, problems)
     return problems

@@ -6,8 +6,10 @@ import re
 
 from fastreg.registry.errors import ErrorCode, RegistryError
 
-_CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)")
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+# ASCII digits only (`\d` takes any script's, which Go's parser refuses), and at most 20 of them: a
+# longer number is past any size (and past 4,300 digits `int()` raises)
+_CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?([0-9]{1,20})-([0-9]{1,20})")
+_RANGE_RE = re.compile(r"bytes=([0-9]{0,20})-([0-9]{0,20})")
 
 
 def content_range(value: str | None) -> tuple[int, int] | None:
@@ -40,6 +42,8 @@ def byte_range(value: str | None, size: int) -> tuple[int, int] | None:
     if first == "":  # suffix: the last N bytes
         if last == "" or int(last) == 0:
             raise _unsatisfiable(value, size)
+        if size == 0:  # no byte range can name nothing (RFC 9110 14.2 lets a server ignore Range)
+            return None
         start = max(0, size - int(last))
         return start, size - start
     start = int(first)
@@ -62,7 +66,7 @@ def page_size(value: str | None, default: int | None, maximum: int | None) -> in
     """The `n` of a paginated list; None means everything."""
     if value is None or value == "":
         return default
-    if not value.isdigit() or (maximum is not None and int(value) > maximum):
+    if not (value.isascii() and value.isdigit()) or (maximum is not None and int(value) > maximum):
         raise RegistryError(ErrorCode.PAGINATION_NUMBER_INVALID, detail={"n": value[:100]})
     return int(value)
 

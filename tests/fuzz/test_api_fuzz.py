@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -315,10 +316,9 @@ class RegistryModel(RuleBasedStateMachine):
         elif reply.status == 200:
             assert reply.body == data
         elif reply.status == 206:
-            unit, _, spec = (reply.header("Content-Range") or "").partition(" ")
-            first, last = (int(x) for x in spec.split("/")[0].split("-"))
-            assert unit == "bytes" and spec.endswith(f"/{len(data)}"), reply.headers
-            assert reply.body == data[first : last + 1]
+            sent = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", reply.header("Content-Range") or "")
+            assert sent and int(sent[1]) <= int(sent[2]) < len(data), reply.headers
+            assert int(sent[3]) == len(data) and reply.body == data[int(sent[1]) : int(sent[2]) + 1]
 
     @precondition(has_blobs)
     @rule(pick=PICK)
@@ -480,7 +480,7 @@ class RegistryModel(RuleBasedStateMachine):
         self.expect(self.wire.send(Request("GET", "/v2/")), 200)
 
     def teardown(self) -> None:
-        problems = check_storage(self.root)
+        problems = check_storage(self.root, f"{self.prefix}/")
         assert problems == [], "\n".join(problems)
 
 
