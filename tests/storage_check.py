@@ -99,9 +99,7 @@ def _check_repository(
     root: Path, name: str, repo: Path, blobs: set[str], problems: list[str]
 ) -> None:
     _links(repo / "_layers", problems, blobs)
-    revisions: dict[str, Path] = {}
-    for algorithm in ("sha256", "sha512"):
-        revisions.update(_links(repo / "_manifests/revisions" / algorithm, problems, blobs))
+    revisions = _links(repo / "_manifests/revisions", problems, blobs)
     referrers = repo / "_manifests/referrers"
     for subject in sorted(referrers.glob("*/*")) if referrers.is_dir() else ():
         _links(subject, problems, blobs)
