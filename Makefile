@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 LOADTEST_ARGS ?=
 
-.PHONY: run test lint typecheck clean bench loadtest
+.PHONY: run test lint typecheck clean bench loadtest fuzz
 
 $(VENV)/.installed: pyproject.toml
 	./scripts/system-deps.sh run
@@ -25,6 +25,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.test-installed
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# the API fuzz (tests/fuzz) with many more examples than `make test` runs, failures kept in .hypothesis/
+fuzz: $(VENV)/.test-installed
+	FASTREG_FUZZ_PROFILE=fuzz $(VENV)/bin/pytest -q -p no:cacheprovider tests/fuzz $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check fastreg tests benchmarks loadtests

@@ -39,7 +39,22 @@ class JSONFormatter(logging.Formatter):
         self.static = dict(static or {})
 
     def format(self, record: logging.LogRecord) -> str:
-        return orjson.dumps({**self.static, **_fields(record)}, default=str).decode()
+        fields = {**self.static, **_fields(record)}
+        try:
+            return orjson.dumps(fields, default=str).decode()
+        except orjson.JSONEncodeError:  # a client's undecodable bytes (surrogates) in a field
+            return orjson.dumps(_escaped(fields), default=lambda o: _escaped(str(o))).decode()
+
+
+def _escaped(value: Any) -> Any:
+    """``value`` with every surrogate in its strings written as a `\\udcxx` escape."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode()
+    if isinstance(value, dict):
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escaped(v) for v in value]
+    return value
 
 
 class TextFormatter(logging.Formatter):

@@ -62,6 +62,8 @@ def byte_range(value: str | None, size: int) -> tuple[int, int] | None:
     if start is None:  # suffix: the last N bytes
         if not end:
             raise _unsatisfiable(value, size)
+        if size == 0:  # no byte range can name nothing (RFC 9110 14.2 lets a server ignore Range)
+            return None
         start = max(0, size - end)
         return start, size - start
     if start >= size or (end is not None and end < start):

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from fastreg.api import base, blobs, listing, manifests, uploads
 from fastreg.api.context import PARAMS, REPOSITORY, ROUTE, registry_of
@@ -126,8 +126,18 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_route("*", "/v2", _redirect_v2)
-    app.router.add_route("*", "/v2/{tail:.*}", dispatch)
+    app.router.add_route("*", "/v2", _redirect_v2, expect_handler=_expect)
+    app.router.add_route("*", "/v2/{tail:.*}", dispatch, expect_handler=_expect)
+
+
+async def _expect(request: web.Request) -> None:
+    """`Expect: 100-continue` gets its interim answer; any other expectation is ignored, as RFC
+    9110 10.1.1 allows (aiohttp's default answers a plain-text 417 outside the error middleware,
+    and a 500 when the value holds bytes that are not UTF-8)."""
+    expect = request.headers.get("Expect", "")
+    if request.version == HttpVersion11 and expect.lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the interim answer is not part of the response
 
 
 async def _redirect_v2(request: web.Request) -> web.StreamResponse:
