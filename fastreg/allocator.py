@@ -12,13 +12,29 @@ Keeping freed memory costs nothing in peak RSS (the peak is the working set eith
 means the process does not shrink between bursts by less than ``TRIM_THRESHOLD``. Blocks larger
 than ``MMAP_THRESHOLD`` (an unusually large `chunksize`) are still mmap'd and returned at once.
 On a libc without `mallopt` (musl, macOS) this does nothing.
+
+What glibc keeps it does not give back by itself, tuned or not: it only ever trims the top of
+the heap, and a burst of uploads leaves its freed buffers between small long-lived objects
+allocated meanwhile. Measured (issue 12), after 200 PATCHes stalled mid-body and reset, with
+nothing referenced any more: 124 MiB resident with the tuning, 113 MiB without, 49 MiB after one
+`malloc_trim(0)` (44 MiB at start). ``return_freed_memory`` does what ``TRIM_THRESHOLD`` means
+for the whole heap: once more than that lies free and the burst is over, it trims. "Over" is no
+upload request in flight (so a push never re-faults the buffers it is about to reuse), or, at the
+latest, ``BUSY_TRIM_INTERVAL`` after the last trim (a server that is never idle, or a client that
+keeps one PATCH stalled for ever, still returns what the others left, re-faulting at most its
+working set twice a minute). A trim costs about 17 ms per 100 MiB released (200 ms for 900 MiB);
+it runs on a thread, and a trim that would find nothing resident (the process has not grown by
+``TRIM_THRESHOLD`` since the last one) is not attempted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import logging
+import os
+from collections.abc import Callable
 
 log = logging.getLogger("fastreg.allocator")
 
@@ -26,14 +42,30 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest allowed value on 64-bit
 TRIM_THRESHOLD = 64 * 1024 * 1024
+TRIM_CHECK_INTERVAL = 1.0  # seconds between looks at the heap (a look costs ~30 us)
+BUSY_TRIM_INTERVAL = 30.0  # the longest freed memory waits for a moment without uploads
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost",
+    )]
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or None)
+    except OSError:
+        return None
 
 
 def tune_malloc() -> bool:
     """Keep freed blob-sized buffers for reuse. True when glibc took the settings."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        mallopt = _libc().mallopt  # type: ignore[union-attr]
+    except AttributeError:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
@@ -43,3 +75,36 @@ def tune_malloc() -> bool:
     if not ok:
         log.debug("mallopt refused the settings; the allocator keeps its defaults")
     return ok
+
+
+def _resident() -> int:
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+async def return_freed_memory(uploads_in_flight: Callable[[], int]) -> None:
+    """Hand memory glibc holds free back to the kernel after each burst; runs until cancelled.
+
+    Looks every ``TRIM_CHECK_INTERVAL``: with more than ``TRIM_THRESHOLD`` free in the heap, the
+    process grown by as much since the last trim, and no upload in flight (or the last trim
+    ``BUSY_TRIM_INTERVAL`` ago), it runs ``malloc_trim(0)`` on a thread. Returns at once on a
+    libc without ``mallinfo2``/``malloc_trim`` (musl, macOS, glibc before 2.33).
+    """
+    libc = _libc()
+    try:
+        mallinfo2, malloc_trim = libc.mallinfo2, libc.malloc_trim  # type: ignore[union-attr]
+    except AttributeError:
+        return
+    mallinfo2.restype = _MallInfo2
+    malloc_trim.argtypes = (ctypes.c_size_t,)
+    loop = asyncio.get_running_loop()
+    trimmed_at, trimmed_rss = loop.time(), _resident()
+    while True:
+        await asyncio.sleep(TRIM_CHECK_INTERVAL)
+        if mallinfo2().fordblks <= TRIM_THRESHOLD or _resident() - trimmed_rss <= TRIM_THRESHOLD:
+            continue
+        if uploads_in_flight() and loop.time() - trimmed_at < BUSY_TRIM_INTERVAL:
+            continue
+        await loop.run_in_executor(None, malloc_trim, 0)
+        trimmed_at, trimmed_rss = loop.time(), _resident()
+        log.debug("returned freed memory", extra={"rss": trimmed_rss})

@@ -6,12 +6,14 @@ shared object hangs off the Application under a typed key, opened and closed in 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
+from fastreg.allocator import return_freed_memory
 from fastreg.api.context import HTTP, REGISTRY, REQUEST_IDS, SENDFILE_POOL, HTTPSettings, RequestIds
 from fastreg.api.middleware import access_log, add_headers, errors
 from fastreg.api.routes import setup_routes
@@ -100,6 +102,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     app[SENDFILE_POOL] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="sendfile")
     app.on_response_prepare.append(add_headers)
     app.cleanup_ctx.append(_registry_lifecycle)
+    app.cleanup_ctx.append(_return_freed_memory)
     setup_routes(app)
     setup_health(app, config)
     # access control inside errors (a refusal is the OCI error body) and outside notifications
@@ -121,3 +124,10 @@ async def _registry_lifecycle(app: web.Application) -> AsyncIterator[None]:
     yield
     await registry.close()
     app[SENDFILE_POOL].shutdown(wait=False, cancel_futures=True)
+
+
+async def _return_freed_memory(app: web.Application) -> AsyncIterator[None]:
+    metrics = app[METRICS]
+    task = asyncio.ensure_future(return_freed_memory(lambda: metrics.uploads_in_flight))
+    yield
+    task.cancel()

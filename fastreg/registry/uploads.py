@@ -268,12 +268,14 @@ async def _ingest(writer: FileWriter, hashing: HashLane, body: AsyncIterator[byt
     async def write_lane() -> None:
         while (batch := await queue.get()) is not None:
             await writer.write(batch)
+            del batch
 
     workers = [asyncio.ensure_future(write_lane())]
     try:
         async for batch in batched(body):
             await hashing.feed(batch)
             await _feed(queue, batch, workers)
+            del batch
         await _feed(queue, None, workers)
         await workers[0]
     finally:
