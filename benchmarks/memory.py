@@ -36,6 +36,7 @@ KiB = 1024
 MiB = 1024 * KiB
 ANNOUNCED = 64 * MiB  # the Content-Length a stalled PATCH promises and never delivers
 SETTLE_TIMEOUT = 20.0
+SETTLE_SECONDS = 3.0  # longer than a server waits to return freed memory (fastreg: 1-2 s)
 
 
 @dataclass
@@ -76,15 +77,16 @@ def open_fds(pid: int) -> int:
 
 
 def settled_rss(pid: int, timeout: float = SETTLE_TIMEOUT) -> float:
-    """The tree's RSS once it stops moving (1 s within 1 MiB): the server has read what was
-    sent, or has let go of what an aborted request held."""
+    """The tree's RSS once it stops moving (``SETTLE_SECONDS`` within 1 MiB): the server has
+    read what was sent, or has let go of what an aborted request held."""
     samples = [rss_mib(pid)]
+    window = int(SETTLE_SECONDS / 0.2) + 1
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.2)
         samples.append(rss_mib(pid))
-        recent = samples[-6:]
-        if len(recent) == 6 and max(recent) - min(recent) < 1.0:
+        recent = samples[-window:]
+        if len(recent) == window and max(recent) - min(recent) < 1.0:
             break
     return samples[-1]
 
@@ -139,14 +141,14 @@ def stalled(port: int, repo: str, count: int, partial_kib: int) -> Iterator[None
 def run_rounds(pid: int, port: int, rounds: int, count: int, partial_kib: int,
                on_round: Callable[[int, Round], None] | None = None) -> tuple[float, list[Round]]:
     """RSS before the rounds, and each round's figures; the tree of ``pid`` serves ``port``."""
-    before = settled_rss(pid)
+    before = start = settled_rss(pid)
     done: list[Round] = []
     for i in range(rounds):
-        start = settled_rss(pid)
         with stalled(port, "bench/memory", count, partial_kib):
             during = settled_rss(pid)
         result = Round(start, during, settled_rss(pid), count)
         done.append(result)
+        start = result.after  # settled: where the next round starts
         if on_round is not None:
             on_round(i, result)
     return before, done
@@ -173,9 +175,9 @@ def measure(kind: str, args: argparse.Namespace, base: Path) -> Figures:
 
 def table(figures: list[Figures], args: argparse.Namespace) -> str:
     lines = [
-        f"RSS in MiB (whole process tree; fastreg --workers {args.workers}), {args.rounds} rounds "
-        f"of {args.count} PATCHes stalled after {args.partial} KiB of a {ANNOUNCED // MiB} MiB "
-        "body, then reset by the client",
+        (f"RSS in MiB (whole process tree; fastreg --workers {args.workers}), {args.rounds} "
+         f"rounds of {args.count} PATCHes stalled after {args.partial} KiB of a "
+         f"{ANNOUNCED // MiB} MiB body, then reset by the client"),
         "",
         "| server | before | " + " | ".join(
             f"round {i + 1} during / after" for i in range(args.rounds)) +

@@ -127,7 +127,6 @@ async def _registry_lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _return_freed_memory(app: web.Application) -> AsyncIterator[None]:
-    metrics = app[METRICS]
-    task = asyncio.ensure_future(return_freed_memory(lambda: metrics.uploads_in_flight))
+    task = asyncio.ensure_future(return_freed_memory(app[METRICS].upload_activity))
     yield
     task.cancel()
