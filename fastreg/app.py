@@ -6,11 +6,13 @@ shared object hangs off the Application under a typed key, opened and closed in 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from fastreg.allocator import return_freed_memory
 from fastreg.api.context import HTTP, REGISTRY, REQUEST_IDS, SENDER, HTTPSettings, RequestIds
 from fastreg.api.middleware import access_log, add_headers, errors, host_check
 from fastreg.api.routes import setup_routes
@@ -116,6 +118,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     app[SENDER] = Sender(app[HTTP].sendtimeout)
     app.on_response_prepare.append(add_headers)
     app.cleanup_ctx.append(_registry_lifecycle)
+    app.cleanup_ctx.append(_return_freed_memory)
     setup_routes(app)
     setup_health(app, config)
     # access control inside errors (a refusal is the OCI error body) and outside notifications
@@ -137,3 +140,9 @@ async def _registry_lifecycle(app: web.Application) -> AsyncIterator[None]:
     yield
     await registry.close()
     app[SENDER].close()
+
+
+async def _return_freed_memory(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.ensure_future(return_freed_memory(app[METRICS].upload_activity))
+    yield
+    task.cancel()

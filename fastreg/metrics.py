@@ -142,6 +142,12 @@ class Metrics:
     def uploads_in_flight(self) -> int:
         return sum(n for route, n in self.in_flight.items() if route in UPLOAD_ROUTES)
 
+    def upload_activity(self) -> tuple[int, float]:
+        """(upload requests in flight, upload requests answered so far): the same at two looks
+        with none in flight means no upload came or went in between (allocator.py)."""
+        answered = sum(n for labels, n in self.requests.values.items() if labels[0] in UPLOAD_ROUTES)
+        return self.uploads_in_flight, answered
+
     def add(self, metric: Gauge | Counter) -> None:
         """A metric another part (notifications, caches, health) reports through this app."""
         self.extra.append(metric)
