@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -68,10 +69,27 @@ class TextFormatter(logging.Formatter):
         return head + "".join(f" {k}={v}" for k, v in fields.items())
 
 
+class MalformedRequests(logging.Filter):
+    """aiohttp's server logs every request its HTTP parser refuses (a bad method, a duplicate
+    Host, a line past the limits) at error level with a traceback, and answers it a plain 400
+    itself, before any route runs (as Go's net/http does for Distribution). That is the client's
+    fault, and any client can send it at will: a traceback per request would flood the log and
+    page an operator. Such a record becomes one warning line with the parser's reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "malformed request refused: %s", (str(exc)[:200],)
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def setup_logging(level: str = "info", formatter: str = "json", static: Mapping[str, str] | None = None) -> None:
     """Configure the root logger once per process (called by the CLI, never at import)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(TextFormatter(static) if formatter == "text" else JSONFormatter(static))
+    handler.addFilter(MalformedRequests())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS.get(level.lower(), logging.INFO))

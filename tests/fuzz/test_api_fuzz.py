@@ -78,6 +78,11 @@ def test_hostile_requests(
 
 
 @dataclass
+
+def _int64_text(text: str) -> bool:
+    """What the server takes as a number: ASCII digits within int64 (Go's ParseInt)."""
+    return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) < 2**63
+
 class Upload:
     repo: str
     path: str
@@ -450,7 +455,7 @@ class RegistryModel(RuleBasedStateMachine):
         if not self.tags.get(repo):  # never tagged (404) or every tag deleted (200)
             assert reply.status in (200, 400, 404), reply
             return
-        if isinstance(n, str) and not (n.isascii() and n.isdigit()) and n != "":
+        if isinstance(n, str) and n != "" and not _int64_text(n):
             self.expect(reply, 400, "PAGINATION_NUMBER_INVALID")
             return
         self.expect(reply, 200)
@@ -465,7 +470,7 @@ class RegistryModel(RuleBasedStateMachine):
         pairs = [(k, str(v)) for k, v in (("n", n), ("last", last)) if v is not None]
         reply = self.send("GET", f"/v2/_catalog{fs.query_string(pairs)}")
         text = "" if n is None else str(n)
-        if text and not (text.isascii() and text.isdigit() and int(text) <= 1000):
+        if text and not (_int64_text(text) and int(text) <= 1000):
             self.expect(reply, 400, "PAGINATION_NUMBER_INVALID")
             return
         self.expect(reply, 200)

@@ -163,3 +163,28 @@ def test_no_server_header(server: ServerProcess) -> None:
     for target in ("/v2/", "/v2/absent/tags/list", "/v2", "/other"):
         _, headers, _ = exchange(server, f"GET {target} HTTP/1.1\r\nHost: x\r\n")
         assert "server" not in headers, headers
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "FUZZ /v2/ HTTP/1.1\r\nHost: x\r\n",  # a method aiohttp's parser does not know
+        "GET /v2/ HTTP/1.1\r\nHost: x\r\nHost: y\r\n",  # a duplicate Host
+        "GET /v2/?n=" + "9" * 9000 + " HTTP/1.1\r\nHost: x\r\n",  # a request line past the limit
+    ],
+    ids=["method", "duplicate-host", "long-line"],
+)
+def test_requests_the_parser_refuses_log_no_traceback(server: ServerProcess, head: str) -> None:
+    """aiohttp answers these itself, before any route (a plain 400, as Go's net/http does for
+    Distribution); what any client can send at will must not log an error with a traceback."""
+    before = len(server.output())
+    status, _, _ = exchange(server, head)
+    assert status == 400
+    status, _, _ = exchange(server, "GET /v2/ HTTP/1.1\r\nHost: x\r\n")  # the log has caught up
+    assert status == 200
+    new = server.output()[before:]
+    assert "Traceback" not in new
+    levels = [line.split(" ", 2)[1] for line in new.splitlines() if line[:4].isdigit()]
+    assert not {"error", "critical"} & set(levels), new
+    if not head.startswith("FUZZ"):  # aiohttp logs an unknown first method at debug level only
+        assert "malformed request refused" in new and "warning" in levels, new
