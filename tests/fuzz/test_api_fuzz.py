@@ -77,12 +77,12 @@ def test_hostile_requests(
         assert reply.status == 400, f"Host {hosts[0]!r} answered {reply.status}"
 
 
-@dataclass
-
 def _int64_text(text: str) -> bool:
     """What the server takes as a number: ASCII digits within int64 (Go's ParseInt)."""
     return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) < 2**63
 
+
+@dataclass
 class Upload:
     repo: str
     path: str
