@@ -93,7 +93,7 @@ def http_settings(config: Config) -> HTTPSettings:
     )
     return HTTPSettings(
         host=config.http.host, relativeurls=config.http.relativeurls, headers=headers,
-        sendtimeout=config.http.sendtimeout_seconds,
+        sendtimeout=config.http.sendtimeout_seconds, readtimeout=config.http.readtimeout_seconds,
     )
 
 

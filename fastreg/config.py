@@ -107,6 +107,7 @@ class HTTPConfig:
     headers: Mapping[str, tuple[str, ...]] = field(default_factory=_empty)
     draintimeout_seconds: float = 0
     sendtimeout_seconds: float = 60.0  # fastreg only
+    readtimeout_seconds: float = 60.0  # fastreg only
     tls: Mapping[str, Any] = field(default_factory=_empty)
     debug: Mapping[str, Any] = field(default_factory=_empty)
 
@@ -347,10 +348,11 @@ def _blobdescriptor_size(value: Any) -> int:
     return size
 
 
-def _sendtimeout(value: Any) -> float:
-    seconds = 60.0 if value is None else as_duration(value, "http.sendtimeout")
+def _idle_timeout(value: Any, key: str) -> float:
+    """`http.sendtimeout` / `http.readtimeout`: a positive duration, 60s when not given."""
+    seconds = 60.0 if value is None else as_duration(value, key)
     if seconds <= 0:
-        raise ConfigError(f"http.sendtimeout: expected a positive duration, got {value!r}")
+        raise ConfigError(f"{key}: expected a positive duration, got {value!r}")
     return seconds
 
 
@@ -364,7 +366,8 @@ def _http(http: Mapping[str, Any]) -> HTTPConfig:
         relativeurls=_bool(http.get("relativeurls"), False, "http.relativeurls"),
         headers=as_headers(http.get("headers") or {}, "http.headers"),
         draintimeout_seconds=as_duration(http.get("draintimeout") or 0, "http.draintimeout"),
-        sendtimeout_seconds=_sendtimeout(http.get("sendtimeout")),
+        sendtimeout_seconds=_idle_timeout(http.get("sendtimeout"), "http.sendtimeout"),
+        readtimeout_seconds=_idle_timeout(http.get("readtimeout"), "http.readtimeout"),
         tls=_freeze_map(http.get("tls")),
         debug=_freeze_map(http.get("debug")),
     )

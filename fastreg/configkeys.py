@@ -126,6 +126,7 @@ _HTTP = _struct(
     relativeurls=BOOL,
     draintimeout=DURATION,
     sendtimeout=DURATION,  # fastreg only: a download accepting no byte this long is closed
+    readtimeout=DURATION,  # fastreg only: a request body that sends no byte this long is cut
     tls=_TLS,
     headers=HEADERS,
     debug=_struct(addr=STR, prometheus=_struct(enabled=BOOL, path=STR)),

@@ -19,6 +19,7 @@ class HTTPSettings:
     relativeurls: bool = False
     headers: tuple[tuple[str, str], ...] = ()
     sendtimeout: float = 60.0  # http.sendtimeout: a download accepting no byte this long is cut
+    readtimeout: float = 60.0  # http.readtimeout: a request body idle this long is cut
 
 
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from fastreg.api.body import body_chunks
 from fastreg.api.context import registry_of, url_for
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
@@ -97,7 +98,7 @@ async def _read_capped(request: web.Request, limit: int) -> bytes:
         raise RegistryError(ErrorCode.MANIFEST_TOO_LARGE, detail={"limit": limit})
     parts: list[bytes] = []
     held = 0
-    async for chunk in request.content.iter_any():
+    async for chunk in body_chunks(request):
         held += len(chunk)
         if held > limit:
             raise RegistryError(ErrorCode.MANIFEST_TOO_LARGE, detail={"limit": limit})

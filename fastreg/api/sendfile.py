@@ -300,13 +300,13 @@ class Sender:
                 lane.cancel(transfer)
                 raise
         except BaseException as exc:
-            _cut(transport)
+            cut(transport)
             if isinstance(exc, SendStalled):
                 log.info("download stalled, connection closed", extra={"error": str(exc)})
             raise
 
 
-def _cut(transport: asyncio.Transport) -> None:
+def cut(transport: asyncio.Transport) -> None:
     """Close the connection of an unfinished response at once, as a reset."""
     sock = transport.get_extra_info("socket")
     if sock is not None and not transport.is_closing():
@@ -360,7 +360,7 @@ class StallWatch:
             self.stalled = True
             log.info("download stalled, connection closed",
                      extra={"error": f"no byte accepted for {self._timeout:g}s"})  # fmt: skip
-            _cut(self._transport)
+            cut(self._transport)
             return
         self._handle = asyncio.get_running_loop().call_later(self._interval, self._check)
 

@@ -4,28 +4,15 @@ PATCH chunks, PUT `?digest=` to complete, GET for status, DELETE to cancel.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from aiohttp import web
 
+from fastreg.api.body import body_chunks
 from fastreg.api.context import MOUNT_FROM_ALLOWED, registry_of, url_for
 from fastreg.api.params import content_length, content_range, range_header
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.names import is_valid_name
 from fastreg.registry.uploads import UploadStatus, check_upload_id
-
-
-async def _body(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body as the socket delivered it. `readchunk` hands over each received buffer
-    as it is, where `iter_any` would first join everything buffered into a new bytes."""
-    content = request.content
-    while True:
-        data, end_of_http_chunk = await content.readchunk()
-        if data:
-            yield data
-        elif not end_of_http_chunk:
-            return  # (b"", False) is the end of the body; (b"", True) only a chunk boundary
 
 
 def _has_body(request: web.Request) -> bool:
@@ -68,7 +55,7 @@ async def start_upload(request: web.Request, params: dict[str, str]) -> web.Stre
     if "digest" in query:
         digest = Digest.parse(query["digest"])
         status = await registry.uploads.start(name, digest.algorithm)
-        body = _body(request) if _has_body(request) else None
+        body = body_chunks(request) if _has_body(request) else None
         try:
             info = await registry.uploads.finish(name, status.upload_id, digest, body)
         except BaseException:
@@ -108,7 +95,7 @@ async def patch_upload(request: web.Request, params: dict[str, str]) -> web.Stre
                                             "Content-Length": length}
         )
     status = await registry_of(request).uploads.append(
-        name, upload_id, _body(request), start=crange[0] if crange else None, length=length
+        name, upload_id, body_chunks(request), start=crange[0] if crange else None, length=length
     )
     return _upload_response(request, status, 202)
 
@@ -119,7 +106,7 @@ async def finish_upload(request: web.Request, params: dict[str, str]) -> web.Str
         raise RegistryError(ErrorCode.DIGEST_INVALID, "digest missing", {"query": "digest"})
     digest = Digest.parse(request.query["digest"])
     crange = content_range(request.headers.get("Content-Range"))
-    body = _body(request) if _has_body(request) else None
+    body = body_chunks(request) if _has_body(request) else None
     info = await registry_of(request).uploads.finish(
         name, upload_id, digest, body, start=crange[0] if crange else None
     )

@@ -167,3 +167,32 @@ def test_delete_of_an_upload_with_a_stalled_patch_answers_at_once(
         assert not (uploads / uuid).exists(), list(uploads.rglob("*"))
     finally:
         server.stop()
+
+
+def test_a_stalled_body_is_cut_after_readtimeout_and_frees_the_upload(tmp_path: Path) -> None:
+    """A client that sends part of a body and stops holds a connection, a descriptor and the
+    upload's lease: `http.readtimeout` resets it, and the upload takes the next PATCH."""
+    server = start_fastreg(tmp_path / "root", tmp_path / "w", extra={"http": {"readtimeout": "1s"}})
+    try:
+        body = os.urandom(256 * 1024)
+        path = upload_path(request(server, "POST", "/v2/idle/blobs/uploads/"))
+        held = _hold_patch(server, path, len(body) * 4, body)
+        ready, _, _ = select.select([held], [], [], HANG)
+        assert ready, "the stalled PATCH was never cut"
+        with pytest.raises(ConnectionResetError):
+            while held.recv(65536):  # a reset, not an answer the client could take for one
+                pass
+        held.close()
+        status = request(server, "GET", path)  # the lease was released with the request
+        assert status.status == 204
+        last = int(status.headers["Range"].split("-")[1])
+        offset = last + 1 if last else 0  # "0-0" is empty (Distribution's form)
+        rest = body[offset:]
+        resp = request(server, "PATCH", path, rest, {"Content-Range": f"{offset}-{len(body) - 1}"})
+        assert resp.status == 202, resp.read_body  # type: ignore[attr-defined]
+        resp = request(server, "PUT", f"{upload_path(resp)}?digest={_sha(body)}")
+        assert resp.status == 201, resp.read_body  # type: ignore[attr-defined]
+        blob = request(server, "GET", f"/v2/idle/blobs/{_sha(body)}")
+        assert blob.read_body == body  # type: ignore[attr-defined]
+    finally:
+        server.stop()

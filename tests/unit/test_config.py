@@ -284,6 +284,7 @@ S = "storage:\n  inmemory:\n"  # a driver, for the storage cases below
         ("http:\n  relativeurls: 1\n", "http.relativeurls: expected a boolean, got 1"),
         ("http:\n  draintimeout: soon\n", "http.draintimeout: invalid duration 'soon'"),
         ("http:\n  sendtimeout: 0s\n", "http.sendtimeout: expected a positive duration"),
+        ("http:\n  readtimeout: -1s\n", "http.readtimeout: expected a positive duration"),
         ("http:\n  headers: [a]\n", "http.headers: expected a mapping, got list"),
         ("http:\n  addr: '5000'\n", "http.addr: expected host:port"),
         ("http:\n  net: udp\n", "http.net: expected one of tcp, unix"),
