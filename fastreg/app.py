@@ -87,6 +87,18 @@ def caches(config: Config) -> tuple[DescriptorCache | None, TagListCache | None]
     return descriptors, tags
 
 
+def _lease_redis(
+    config: Config, storage: StorageDriver, descriptors: DescriptorCache | None
+) -> RedisDescriptorCache | None:
+    """Redis for upload leases (registry/leases.py) when the driver's own stop at this host and
+    `redis.addr` is configured: many hosts over one object store then exclude each other."""
+    if storage.leases_span_hosts or not config.redis.get("addr"):
+        return None
+    if isinstance(descriptors, RedisDescriptorCache):
+        return descriptors  # one client for both
+    return RedisDescriptorCache.from_config(config.redis)
+
+
 def http_settings(config: Config) -> HTTPSettings:
     headers = tuple(
         (name, value) for name, values in config.http.headers.items() for value in values
@@ -112,7 +124,10 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     storage = instrument(
         driver or create_driver(config.storage.driver, config.storage.parameters), app[METRICS]
     )
-    app[REGISTRY] = Registry(storage, registry_settings(config), *caches(config))
+    descriptors, tags = caches(config)
+    app[REGISTRY] = Registry(
+        storage, registry_settings(config), descriptors, tags, _lease_redis(config, storage, descriptors)
+    )
     app[HTTP] = http_settings(config)
     app[REQUEST_IDS] = RequestIds()
     app[SENDER] = Sender(app[HTTP].sendtimeout)

@@ -9,7 +9,7 @@ is refused) or has finished before the PUT reads the bytes.
 
 The lease is the driver's (``StorageDriver.lease`` on the upload's `startedat`: a `flock` of the
 file on the filesystem, host-local for object stores), or a Redis key when the descriptor cache
-is in Redis and the driver's leases do not reach other hosts. A Redis lease is `SET NX PX` with a
+is configured (`redis.addr`) and the driver's leases do not reach other hosts. A Redis lease is `SET NX PX` with a
 random token, renewed while held and deleted only by its holder (compare-and-delete); it expires
 when its holder dies. When Redis does not answer, uploads answer 503 rather than go on unlocked.
 A lease that cannot be renewed is lost: the request stops before it commits anything.
@@ -44,6 +44,8 @@ class RedisCommands(Protocol):
     """Redis as the caches reach it (cache.RedisDescriptorCache): (answered, result)."""
 
     async def execute(self, op: str, *args: Any, **kwargs: Any) -> tuple[bool, Any]: ...
+
+    async def close(self) -> None: ...
 
 
 def busy(upload_id: str) -> RegistryError:

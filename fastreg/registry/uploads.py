@@ -88,11 +88,13 @@ async def batched(body: AsyncIterator[bytes], size: int = BATCH) -> AsyncIterato
 
 
 class UploadService:
-    def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
+    def __init__(
+        self, driver: StorageDriver, blobs: BlobStore, redis: RedisCommands | None = None
+    ) -> None:
+        """``redis``: where leases live when the driver's own stop at this host (`redis:`)."""
         self.driver = driver
         self.blobs = blobs
         self._live: OrderedDict[str, _LiveHash] = OrderedDict()
-        redis = blobs.cache if isinstance(blobs.cache, RedisCommands) else None
         self.leases = UploadLeases(driver, redis)
 
     async def start(self, name: str, algorithm: str = "sha256") -> UploadStatus:

@@ -105,3 +105,31 @@ async def test_a_cancel_stops_a_stalled_read_of_this_process_only() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+@pytest.mark.parametrize("descriptors", ["inmemory", "redis"])
+async def test_redis_addr_alone_gives_apps_on_an_object_store_one_lease(
+    redis_server: RedisServer, descriptors: str  # noqa: F811
+) -> None:
+    """Two hosts over one object store with `redis.addr` exclude each other on an upload,
+    whatever cache the descriptors use (a Redis descriptor cache is not required)."""
+    from fastreg.api.context import REGISTRY
+    from fastreg.app import create_app
+    from fastreg.config import parse_config
+
+    config = parse_config(
+        "version: 0.1\nstorage:\n  inmemory: {}\n"
+        f"  cache: {{blobdescriptor: {descriptors}}}\nredis: {{addr: '{redis_server.addr}'}}\n"
+    )
+    one = create_app(config, host_local_driver())[REGISTRY]
+    other = create_app(config, host_local_driver())[REGISTRY]
+    try:
+        assert one.uploads.leases.redis is not None
+        async with one.uploads.leases.hold(UPLOAD, PATH):
+            with pytest.raises(RegistryError) as err:
+                async with other.uploads.leases.hold(UPLOAD, PATH):
+                    pass
+            assert err.value.code is ErrorCode.BLOB_UPLOAD_INVALID
+    finally:
+        for registry in (one, other):
+            await registry.close()
