@@ -27,6 +27,10 @@ class BodyStalled(ConnectionResetError):
 async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
     """The request body as received. `readchunk` hands over each received buffer as it is,
     where `iter_any` would first join everything buffered into a new bytes."""
+    if not request.body_exists:
+        # aiohttp's shared empty stream answers (b"", True) for ever once anyone has read its
+        # end: reading it would never end
+        return
     content = request.content
     idle = request.app[HTTP].readtimeout
     while True:

@@ -188,3 +188,14 @@ def test_requests_the_parser_refuses_log_no_traceback(server: ServerProcess, hea
     assert not {"error", "critical"} & set(levels), new
     if not head.startswith("FUZZ"):  # aiohttp logs an unknown first method at debug level only
         assert "malformed request refused" in new and "warning" in levels, new
+
+
+def test_manifest_puts_without_a_body_answer(server: ServerProcess) -> None:
+    """aiohttp hands every bodyless request one shared empty stream; once its end was read it
+    answers "chunk boundary" for ever, and a reader looping for the end never returned."""
+    for _ in range(3):
+        status, _, payload = exchange(
+            server, "PUT /v2/nobody/manifests/t HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n",
+        )  # fmt: skip
+        assert (status, oci_error(status, payload)) == (400, "MANIFEST_INVALID")
