@@ -127,8 +127,9 @@ def header_padding() -> st.SearchStrategy[list[tuple[str, str]]]:
     (Go's net/http, which real clients use, takes 1 MiB of them)."""
     return st.one_of(
         st.just([]),
-        st.lists(st.tuples(st.sampled_from(["X-Fuzz", "User-Agent", "X-Trace"]), HEADER_TEXT),
-                 max_size=4),
+        # not User-Agent: aiohttp's parser refuses it twice (a plain 400, tested as hostile)
+        st.lists(st.tuples(st.sampled_from(["X-Fuzz", "X-Trace"]), HEADER_TEXT), max_size=4),
+        st.lists(HEADER_TEXT, max_size=1).map(lambda v: [("User-Agent", t) for t in v]),
         st.integers(100, 300).map(lambda n: [(f"X-Pad-{i}", "x" * 20) for i in range(n)]),
         st.just([("X-Big", "b" * 16000)]),
     )
