@@ -36,6 +36,10 @@ class RestError(StorageError):
         self.code = code
 
 
+class RangeNotSatisfiable(RestError):
+    """416: a ranged read starts at or past the end of the object."""
+
+
 #: (method, url, headers) -> None: adds the authorization to ``headers`` for one attempt.
 Signer = Callable[[str, URL, dict[str, str]], Awaitable[None]]
 #: (status, headers, body) -> (error code, message), from the service's error document.
@@ -135,8 +139,8 @@ class RestClient:
         code, message = self._describe(status, headers, body)
         if status == 404 and code not in ("ContainerNotFound", "BucketNotFound"):
             return PathNotFound(path)
-        return RestError(f"{self.settings.service} {op} {path}: {status} {code}: {message}",
-                         status, code)
+        kind = RangeNotSatisfiable if status == 416 else RestError
+        return kind(f"{self.settings.service} {op} {path}: {status} {code}: {message}", status, code)
 
     async def close(self) -> None:
         session, self._session = self._session, None
@@ -203,19 +207,3 @@ class ParamReader:
         if seconds <= 0:
             raise ConfigError(f"{self.section}.{key}: expected a positive duration, got {value!r}")
         return seconds
-
-
-async def delete_all(
-    names: list[str], delete_one: Callable[[str], Awaitable[None]], concurrency: int
-) -> None:
-    """Delete many objects, ``concurrency`` at a time; one already gone is no failure."""
-    limit = asyncio.Semaphore(concurrency)
-
-    async def one(name: str) -> None:
-        async with limit:
-            try:
-                await delete_one(name)
-            except PathNotFound:
-                pass  # deleted meanwhile: the goal is reached
-
-    await asyncio.gather(*(one(n) for n in names))

@@ -47,8 +47,8 @@ async def test_writer_stages_blocks_and_commits_only_on_commit(
         await w.close()
         w = await other.writer("/up/data", append=True)  # another worker continues
         await w.write(os.urandom(2 * CHUNK))
-        resp = await other.call("blocks", "/up/data", "GET", other.blob("/up/data"),
-                                query={"comp": "blocklist", "blocklisttype": "all"})  # fmt: skip
+        resp = await other.objects.call("blocks", "/up/data", "GET", other.key("/up/data"),
+                                        query={"comp": "blocklist", "blocklisttype": "all"})  # fmt: skip
         root = ET.fromstring(await resp.read())
         assert len(root.findall("./CommittedBlocks/Block")) == 4
         assert len(root.findall("./UncommittedBlocks/Block")) >= 1  # streamed, not buffered

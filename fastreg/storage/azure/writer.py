@@ -11,17 +11,13 @@ every block of a blob, as Azure requires, and unique without coordination betwee
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import os
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING
 
-from fastreg.storage.base import PathNotFound, StorageError, take_chunk
-
-if TYPE_CHECKING:
-    from fastreg.storage.azure.driver import AzureDriver
+from fastreg.storage.azure.objects import AzureObjects
+from fastreg.storage.base import StorageError
+from fastreg.storage.chunked import ChunkedWriter
 
 MAX_BLOCKS = 50_000
 
@@ -30,58 +26,39 @@ def new_block_id() -> str:
     return base64.b64encode(os.urandom(36)).decode()
 
 
-class AzureWriter:
-    def __init__(self, driver: AzureDriver, path: str, base: int, exists: bool) -> None:
-        self._driver = driver
-        self._path = path
-        self._name = driver.blob(path)
-        self._base = base
+class AzureWriter(ChunkedWriter):
+    def __init__(self, objects: AzureObjects, path: str, base: int, exists: bool) -> None:
+        super().__init__(path, base, objects.params.chunksize)
+        self._objects = objects
+        self._name = objects.key(path)
         self._exists = exists
         self._committed: list[str] | None = None  # fetched when the first block is staged
         self._staged: list[str] = []
-        self._written = 0
-        self._buf = bytearray()
-        self._inflight: asyncio.Task[None] | None = None
-        self._closed = False
 
     @classmethod
-    async def open(cls, driver: AzureDriver, path: str, append: bool) -> AzureWriter:
-        name = driver.blob(path)
+    async def open(cls, objects: AzureObjects, path: str, append: bool) -> AzureWriter:
+        name = objects.key(path)
         if not append:  # truncate now, as O_TRUNC does: the empty file is visible at once
-            await driver.put_blob(path, name, b"")
-            return cls(driver, path, 0, True)
-        head = await driver.properties(path, name)
+            await objects.put(path, name, b"")
+            return cls(objects, path, 0, True)
+        head = await objects.head(path, name)
         if head is None:
-            return cls(driver, path, 0, False)
-        if head.get("x-ms-blob-type", "BlockBlob") != "BlockBlob":
+            return cls(objects, path, 0, False)
+        kind = head.meta.get("x-ms-blob-type", "BlockBlob")
+        if kind != "BlockBlob":
             raise StorageError(
-                f"azure: {path} is a {head['x-ms-blob-type']}, not a block blob: it cannot be "
+                f"azure: {path} is a {kind}, not a block blob: it cannot be "
                 "appended to (an upload started by Distribution 2.8 must be finished there)"
             )
-        return cls(driver, path, int(head["Content-Length"]), True)
+        return cls(objects, path, head.size, True)
 
-    @property
-    def size(self) -> int:
-        return self._base + self._written
-
-    async def write(self, data: bytes) -> None:
-        if self._closed:
-            raise StorageError("write on a closed writer")
-        self._buf += data
-        self._written += len(data)
-        while (block := take_chunk(self._buf, self._driver.params.chunksize)) is not None:
-            await self._stage(block)
-
-    async def commit(self) -> None:
-        if self._closed:
-            raise StorageError("commit on a closed writer")
+    async def _commit(self) -> None:
         if self._buf:
-            await self._stage(bytes(self._buf))
-            self._buf = bytearray()
+            await self._ship(self._take_rest())
         await self._drain()
         if not self._staged:
             if not self._exists:  # an append on a missing file still creates it
-                await self._driver.put_blob(self._path, self._name, b"")
+                await self._objects.put(self._path, self._name, b"")
                 self._exists = True
             return
         committed = self._committed or []
@@ -93,7 +70,7 @@ class AzureWriter:
         body = ET.tostring(root, encoding="utf-8", xml_declaration=True)
         headers = {"x-ms-blob-content-type": "application/octet-stream",
                    "Content-Type": "application/xml", "Content-Length": str(len(body))}  # fmt: skip
-        await self._driver.call(
+        await self._objects.call(
             "put block list", self._path, "PUT", self._name, query={"comp": "blocklist"},
             headers=headers, body=body, expect=(201,),
         )  # fmt: skip
@@ -101,26 +78,10 @@ class AzureWriter:
         self._staged = []
         self._base, self._written, self._exists = self.size, 0, True
 
-    async def cancel(self) -> None:
-        await self.close()
-        with contextlib.suppress(PathNotFound):
-            await self._driver.call("delete", self._path, "DELETE", self._name, expect=(202,))
+    async def _remove(self) -> None:
+        await self._objects.delete(self._path, self._name)
 
-    async def close(self) -> None:
-        """Drop what was not committed; safe twice."""
-        if self._closed:
-            return
-        self._closed = True
-        self._buf = bytearray()
-        task, self._inflight = self._inflight, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-
-    # -- internals ---------------------------------------------------------------------------
-
-    async def _stage(self, block: bytes) -> None:
+    async def _ship(self, block: bytes) -> None:
         """Hand one block to Put Block, after the block before it has landed."""
         if self._committed is None:
             self._committed = await self._committed_blocks()
@@ -129,15 +90,10 @@ class AzureWriter:
             raise StorageError(f"azure: {self._path} would exceed {MAX_BLOCKS} blocks")
         block_id = new_block_id()
         self._staged.append(block_id)
-        self._inflight = asyncio.ensure_future(self._put_block(block_id, block))
-
-    async def _drain(self) -> None:
-        task, self._inflight = self._inflight, None
-        if task is not None:
-            await task
+        await self._send(lambda: self._put_block(block_id, block))
 
     async def _put_block(self, block_id: str, block: bytes) -> None:
-        await self._driver.call(
+        await self._objects.call(
             "put block", self._path, "PUT", self._name,
             query={"comp": "block", "blockid": block_id},
             headers={"Content-Length": str(len(block))}, body=block, expect=(201,),
@@ -147,7 +103,7 @@ class AzureWriter:
         """The ids of the blob's blocks, which must add up to the bytes this writer appends to."""
         if not self._exists or self._base == 0:
             return []
-        resp = await self._driver.call(
+        resp = await self._objects.call(
             "get block list", self._path, "GET", self._name,
             query={"comp": "blocklist", "blocklisttype": "committed"},
         )  # fmt: skip

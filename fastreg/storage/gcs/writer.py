@@ -23,75 +23,53 @@ import asyncio
 import contextlib
 import json
 import uuid
-from typing import TYPE_CHECKING
 
 from yarl import URL
 
-from fastreg.storage.base import PathNotFound, StorageError, take_chunk
-
-if TYPE_CHECKING:
-    from fastreg.storage.gcs.driver import GCSDriver
+from fastreg.storage.base import StorageError
+from fastreg.storage.chunked import ChunkedWriter
+from fastreg.storage.gcs.objects import GCSObjects
+from fastreg.storage.objectstore import chunks, read_all
 
 MAX_COMPONENTS = 1000  # GCS's limit is 1024
 
 
-class GCSWriter:
+class GCSWriter(ChunkedWriter):
     def __init__(
-        self, driver: GCSDriver, path: str, base: int, exists: bool, components: int
+        self, objects: GCSObjects, path: str, base: int, exists: bool, components: int
     ) -> None:
-        self._driver = driver
-        self._path = path
-        self._key = driver.key(path)
-        self._base = base
+        super().__init__(path, base, objects.params.chunksize)
+        self._objects = objects
+        self._key = objects.key(path)
         self._exists = exists
         self._components = components
         self._seeded = False
         self._target = self._key  # where this session's resumable upload lands
         self._session: URL | None = None
         self._sent = 0  # bytes the resumable upload has accepted
-        self._written = 0
-        self._buf = bytearray()
-        self._inflight: asyncio.Task[None] | None = None
-        self._closed = False
 
     @classmethod
-    async def open(cls, driver: GCSDriver, path: str, append: bool) -> GCSWriter:
-        key = driver.key(path)
+    async def open(cls, objects: GCSObjects, path: str, append: bool) -> GCSWriter:
+        key = objects.key(path)
         if not append:  # truncate now, as O_TRUNC does: the empty file is visible at once
-            await driver.upload(path, key, b"")
-            return cls(driver, path, 0, True, 1)
-        meta = await driver.metadata(path, key)
-        if meta is None:
-            return cls(driver, path, 0, False, 0)
-        return cls(driver, path, int(meta.get("size", 0)), True, int(meta.get("componentCount", 1)))
+            await objects.put(path, key, b"")
+            return cls(objects, path, 0, True, 1)
+        info = await objects.head(path, key)
+        if info is None:
+            return cls(objects, path, 0, False, 0)
+        return cls(objects, path, info.size, True, int(info.meta.get("componentCount", 1)))
 
-    @property
-    def size(self) -> int:
-        return self._base + self._written
-
-    async def write(self, data: bytes) -> None:
-        if self._closed:
-            raise StorageError("write on a closed writer")
-        if not data:
-            return
-        if not self._seeded:
-            await self._seed()
-        self._written += len(data)
-        await self._push(data)
-
-    async def commit(self) -> None:
-        if self._closed:
-            raise StorageError("commit on a closed writer")
+    async def _commit(self) -> None:
         if not self._seeded:  # nothing written: an append on a missing file still creates it
             if not self._exists:
-                await self._driver.upload(self._path, self._key, b"")
+                await self._objects.put(self._path, self._key, b"")
                 self._exists = True
             return
         if self._session is None:
-            await self._driver.upload(self._path, self._target, bytes(self._buf))
+            await self._objects.put(self._path, self._target, self._take_rest())
         else:
             await self._drain()
-            await self._put_chunk(bytes(self._buf), final=True)
+            await self._put_chunk(self._take_rest(), final=True)
             self._session = None
         if self._target != self._key:
             await self._compose()
@@ -99,41 +77,30 @@ class GCSWriter:
         elif self._base:  # the stored bytes were re-sent: a fresh, single-component object
             self._components = 1
         self._base, self._written, self._exists = self.size, 0, True
-        self._buf = bytearray()
         self._seeded, self._target, self._sent = False, self._key, 0
 
-    async def cancel(self) -> None:
-        await self.close()
-        with contextlib.suppress(PathNotFound):
-            await self._driver.delete_object(self._path, self._key)
+    async def _remove(self) -> None:
+        await self._objects.delete(self._path, self._key)
 
-    async def close(self) -> None:
-        """Drop what was not committed; safe twice."""
-        if self._closed:
-            return
-        self._closed = True
-        self._buf = bytearray()
-        task, self._inflight = self._inflight, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+    async def _abandon(self) -> None:
         session, self._session = self._session, None
         if session is not None:  # best effort: GCS expires abandoned sessions after a week
             with contextlib.suppress(StorageError, asyncio.CancelledError):
-                await asyncio.shield(self._driver.call(
+                await asyncio.shield(self._objects.call(
                     "cancel upload", self._path, "DELETE", session, expect=(499, 204, 200, 404),
                 ))  # fmt: skip
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _seed(self) -> None:
+    async def _prepare(self) -> None:
         """Decide where this session's bytes go and put the stored ones in front if needed."""
+        if self._seeded:
+            return
         self._seeded = True
         if self._base == 0:
             return
-        if self._base < self._driver.params.chunksize:
-            data = await self._driver.get_content(self._path, self._base)
+        if self._base < self._chunksize:
+            data = await read_all(self._objects, self._path, self._key, self._base)
             if len(data) != self._base:
                 raise StorageError(f"{self._path}: changed by another writer")
             self._buf[:0] = data
@@ -141,26 +108,19 @@ class GCSWriter:
         if self._components < MAX_COMPONENTS:
             self._target = f"{self._key}.part-{uuid.uuid4().hex}"
             return
-        async for chunk in self._driver.reader(self._path, 0, self._base):
+        resp = await self._objects.get(self._path, self._key, 0, self._base)
+        async for chunk in chunks(resp, f"gcs get {self._path}"):
             await self._push(chunk)
 
-    async def _push(self, data: bytes) -> None:
-        self._buf += data
-        while (part := take_chunk(self._buf, self._driver.params.chunksize)) is not None:
-            if self._session is None:
-                self._session = await self._start()
-            await self._drain()
-            self._inflight = asyncio.ensure_future(self._put_chunk(part, final=False))
-
-    async def _drain(self) -> None:
-        task, self._inflight = self._inflight, None
-        if task is not None:
-            await task
+    async def _ship(self, chunk: bytes) -> None:
+        if self._session is None:
+            self._session = await self._start()
+        await self._send(lambda: self._put_chunk(chunk, final=False))
 
     async def _start(self) -> URL:
-        url = self._driver.url("upload", query={"uploadType": "resumable", "name": self._target})
+        url = self._objects.url("upload", query={"uploadType": "resumable", "name": self._target})
         body = json.dumps({"name": self._target, "contentType": "application/octet-stream"})
-        resp = await self._driver.call(
+        resp = await self._objects.call(
             "start upload", self._path, "POST", url, body=body.encode(),
             headers={"Content-Type": "application/json; charset=UTF-8",
                      "X-Upload-Content-Type": "application/octet-stream"},
@@ -169,7 +129,6 @@ class GCSWriter:
         if not location:
             raise StorageError(f"gcs: no resumable upload session for {self._path}")
         return URL(location, encoded=True)
-
     async def _put_chunk(self, data: bytes, final: bool) -> None:
         """Send ``data`` at the session's offset; resend what the server did not keep."""
         assert self._session is not None
@@ -179,7 +138,7 @@ class GCSWriter:
             sent = self._sent - start
             rest = data[sent:]
             span = f"{self._sent}-{self._sent + len(rest) - 1}" if rest else "*"
-            resp = await self._driver.call(
+            resp = await self._objects.call(
                 "upload chunk", self._path, "PUT", self._session, body=rest,
                 headers={"Content-Range": f"bytes {span}/{total}",
                          "Content-Length": str(len(rest))},
@@ -196,15 +155,15 @@ class GCSWriter:
                 raise StorageError(f"gcs: upload of {self._path} lost bytes it had accepted")
 
     async def _compose(self) -> None:
-        bucket = self._driver.params.bucket
-        url = self._driver.url("o", self._key, suffix="/compose")
+        bucket = self._objects.params.bucket
+        url = self._objects.url("o", self._key, suffix="/compose")
         body = {"sourceObjects": [{"name": self._key}, {"name": self._target}],
                 "destination": {"bucket": bucket, "contentType": "application/octet-stream"}}
         try:
-            await self._driver.call(
+            await self._objects.call(
                 "compose", self._path, "POST", url, body=json.dumps(body).encode(),
                 headers={"Content-Type": "application/json"},
             )  # fmt: skip
         finally:
             with contextlib.suppress(StorageError):
-                await self._driver.delete_object(self._path, self._target)
+                await self._objects.delete(self._path, self._target)

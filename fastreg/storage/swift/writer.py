@@ -11,110 +11,68 @@ is bounded by two segments (`chunksize`): the one filling and the one being sent
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from typing import TYPE_CHECKING
 
-from fastreg.storage.base import PathNotFound, StorageError, take_chunk
-
-if TYPE_CHECKING:
-    from fastreg.storage.swift.driver import SwiftDriver
-
-
-def segment_name(prefix: str, number: int) -> str:
-    return f"{prefix}/{number:016d}"
-
+from fastreg.storage.base import PathNotFound, StorageError
+from fastreg.storage.chunked import ChunkedWriter
+from fastreg.storage.swift.objects import SwiftObjects, segment_name
 
 #: How long `commit` waits for a lagging container listing to show the new segments.
 LISTING_WAIT = 15.0
 
 
-class SwiftWriter:
+class SwiftWriter(ChunkedWriter):
     def __init__(
-        self, driver: SwiftDriver, path: str, segments: str, number: int, base: int, exists: bool
+        self, objects: SwiftObjects, path: str, segments: str, number: int, base: int, exists: bool
     ) -> None:
-        self._driver = driver
-        self._path = path
+        super().__init__(path, base, objects.params.chunksize)
+        self._objects = objects
+        self._key = objects.key(path)
         self._segments = segments
         self._next = number  # number of the next segment
-        self._base = base  # bytes in stored segments when this writer opened
-        self._written = 0
         self._exists = exists  # the manifest is stored
-        self._buf = bytearray()
-        self._inflight: asyncio.Task[None] | None = None
-        self._closed = False
 
     @classmethod
-    async def open(cls, driver: SwiftDriver, path: str, append: bool) -> SwiftWriter:
+    async def open(cls, objects: SwiftObjects, path: str, append: bool) -> SwiftWriter:
+        key = objects.key(path)
+        info = await objects.head(path, key)
         if not append:  # truncate now, as O_TRUNC does: the empty file is visible at once
-            try:
-                old = driver.segments_of(await driver.head(path))
-            except PathNotFound:
-                old = None
-            segments = driver.new_segments(path)
-            await driver.put_manifest(path, segments)
+            old = objects.segments_of(info)
+            segments = objects.new_segments(path)
+            await objects.put_manifest(path, key, segments)
             if old is not None:
-                await driver.delete_segments(path, old)
-            return cls(driver, path, segments, 1, 0, True)
-        try:
-            headers = await driver.head(path)
-        except PathNotFound:
-            return cls(driver, path, driver.new_segments(path), 1, 0, False)
-        found = driver.segments_of(headers)
+                await objects.delete_segments(path, old)
+            return cls(objects, path, segments, 1, 0, True)
+        if info is None:
+            return cls(objects, path, objects.new_segments(path), 1, 0, False)
+        found = objects.segments_of(info)
         if found is not None:
-            parts = await driver.segments(path, found)
+            parts = await objects.segments(path, found)
             number = parts[-1][0] + 1 if parts else 1
-            return cls(driver, path, found, number, sum(size for _, size in parts), True)
+            return cls(objects, path, found, number, sum(size for _, size in parts), True)
         # a plain object becomes segment 0 of a new DLO; its content does not change
-        segments = driver.new_segments(path)
-        size = int(headers.get("Content-Length", 0))
-        if size:
-            copy = {"X-Copy-From": driver.copy_source(driver.key(path))}
-            await driver.put(path, segment_name(segments, 0), b"", copy)
-        await driver.put_manifest(path, segments)
-        return cls(driver, path, segments, 1, size, True)
+        segments = objects.new_segments(path)
+        if info.size:
+            await objects.copy(path, key, segment_name(segments, 0))
+        await objects.put_manifest(path, key, segments)
+        return cls(objects, path, segments, 1, info.size, True)
 
-    @property
-    def size(self) -> int:
-        return self._base + self._written
-
-    async def write(self, data: bytes) -> None:
-        if self._closed:
-            raise StorageError("write on a closed writer")
-        self._buf += data
-        self._written += len(data)
-        while (segment := take_chunk(self._buf, self._driver.params.chunksize)) is not None:
-            await self._ship(segment)
-
-    async def commit(self) -> None:
-        if self._closed:
-            raise StorageError("commit on a closed writer")
+    async def _commit(self) -> None:
         if self._buf:
-            segment, self._buf = bytes(self._buf), bytearray()
-            await self._ship(segment)
+            await self._ship(self._take_rest())
         await self._drain()
         if not self._exists:
-            await self._driver.put_manifest(self._path, self._segments)
+            await self._objects.put_manifest(self._path, self._key, self._segments)
             self._exists = True
         await self._wait_listed()
 
-    async def cancel(self) -> None:
-        await self.close()
-        try:
-            await self._driver.delete(self._path)
-        except PathNotFound:
-            pass
-
-    async def close(self) -> None:
-        """Drop what is still buffered; safe twice."""
-        if self._closed:
-            return
-        self._closed = True
-        self._buf = bytearray()
-        task, self._inflight = self._inflight, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+    async def _remove(self) -> None:
+        info = await self._objects.head(self._path, self._key)
+        if info is None:
+            raise PathNotFound(self._path)
+        await self._objects.delete(self._path, self._key)
+        segments = self._objects.segments_of(info)
+        if segments is not None:
+            await self._objects.delete_segments(self._path, segments)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -122,16 +80,11 @@ class SwiftWriter:
         """Hand one segment to the uploader, after the one before it has landed."""
         await self._drain()
         if not self._exists:  # the manifest first, so the segments are never unreferenced
-            await self._driver.put_manifest(self._path, self._segments)
+            await self._objects.put_manifest(self._path, self._key, self._segments)
             self._exists = True
         name = segment_name(self._segments, self._next)
         self._next += 1
-        self._inflight = asyncio.ensure_future(self._driver.put(self._path, name, segment))
-
-    async def _drain(self) -> None:
-        task, self._inflight = self._inflight, None
-        if task is not None:
-            await task
+        await self._send(lambda: self._objects.put(self._path, name, segment))
 
     async def _wait_listed(self) -> None:
         """Until the manifest's size (from the container listing) counts every segment."""
@@ -139,8 +92,10 @@ class SwiftWriter:
         deadline = loop.time() + LISTING_WAIT
         delay = 0.05
         while True:
-            headers = await self._driver.head(self._path)
-            stored = int(headers.get("Content-Length", 0))
+            info = await self._objects.head(self._path, self._key)
+            if info is None:
+                raise PathNotFound(self._path)
+            stored = info.size
             if stored == self.size:
                 return
             if loop.time() + delay > deadline:

@@ -1,0 +1,293 @@
+"""The storage driver interface implemented once over object primitives (azure, gcs, swift).
+
+An object store has no files or directories: it has objects named by keys, and a listing by key
+prefix. Every REST backend offers the same handful of primitives (HEAD, ranged GET, PUT, a page of
+a listing, DELETE, a signed URL; a server-side copy for moves), so the driver semantics built on
+them live here, once: a read with Range whose 416 at the very end is no error, offsets checked
+against the file's size, stat as a HEAD or else a one-key listing (a directory is a prefix with
+something below it), a paginated listing of children, delete of a tree as a listing and deletes,
+publish (a HEAD of the destination, then a move) and host-local leases.
+
+A backend provides an `Objects` (its `objects` module), which the driver and the backend's writer
+both use; the driver adds only what the backend does differently. This module must not import a
+backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+from fastreg.storage.base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageError
+from fastreg.storage.locks import FlockLease, HostLocks
+from fastreg.storage.rest import TRANSPORT_ERRORS, RangeNotSatisfiable
+
+READ_CHUNK = 1024 * 1024
+DELETE_CONCURRENCY = 16
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a HEAD tells of one object; ``meta`` is the backend's own answer (headers, JSON)."""
+
+    size: int
+    modtime: float
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    """One page of a listing by prefix: object keys with their sizes, the common prefixes (with
+    a delimiter) and the token of the next page ("" after the last)."""
+
+    objects: list[tuple[str, int]]
+    prefixes: list[str]
+    token: str
+
+
+class Objects(Protocol):
+    """The primitives of one bucket or container. ``path`` names the file in error messages."""
+
+    #: Names the bucket for host-local leases ("azure <url> <container>").
+    identity: str
+
+    def key(self, path: str) -> str:
+        """The key of a checked driver path (base.check_path)."""
+        ...
+
+    async def head(self, path: str, key: str) -> ObjectInfo | None:
+        """None when there is no object at ``key``."""
+        ...
+
+    async def get(
+        self, path: str, key: str, start: int = 0, end: int | None = None
+    ) -> aiohttp.ClientResponse:
+        """The open answer to a GET of bytes ``start`` to ``end`` (exclusive; None: all); the
+        caller reads and releases it. RangeNotSatisfiable when ``start`` is at or past the end."""
+        ...
+
+    async def put(self, path: str, key: str, data: bytes) -> None: ...
+
+    async def list_page(
+        self, path: str, prefix: str, delimiter: str | None, token: str, limit: int | None
+    ) -> ListPage: ...
+
+    async def copy(self, path: str, source: str, dest: str) -> None:
+        """A server-side copy; PathNotFound when there is no ``source``."""
+        ...
+
+    async def delete(self, path: str, key: str) -> None: ...
+
+    async def signed_url(self, key: str, method: str, expires_in: float | None) -> str | None:
+        """A URL for GET or HEAD, valid ``expires_in`` seconds (None: the configured default)."""
+        ...
+
+    async def healthy(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def prefix_of(key: str) -> str:
+    """The key prefix of everything below the directory whose key is ``key``."""
+    return key if key.endswith("/") or not key else key + "/"
+
+
+async def chunks(resp: aiohttp.ClientResponse, what: str) -> AsyncIterator[bytes]:
+    """The body of an open answer, read in READ_CHUNK blocks; released at the end or on error."""
+    try:
+        while True:
+            try:
+                chunk = await resp.content.read(READ_CHUNK)
+            except TRANSPORT_ERRORS as exc:
+                raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from exc
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        resp.release()
+
+
+async def listing(
+    objects: Objects, path: str, prefix: str, delimiter: str | None, limit: int | None
+) -> AsyncIterator[ListPage]:
+    """Every page of a listing, ``limit`` keys a page (None: the service's default)."""
+    token = ""
+    while True:
+        page = await objects.list_page(path, prefix, delimiter, token, limit)
+        yield page
+        token = page.token
+        if not token:
+            return
+
+
+async def read_all(objects: Objects, path: str, key: str, limit: int | None) -> bytes:
+    """An object whole; more than ``limit`` bytes is a StorageError, told before the body is read
+    when the answer says its length."""
+    resp = await objects.get(path, key)
+    try:
+        if limit is not None and (resp.content_length or 0) > limit:
+            raise StorageError(f"{path}: larger than {limit} bytes")
+        data: bytes = await resp.read()
+    except TRANSPORT_ERRORS as exc:
+        raise StorageError(f"get {path}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        resp.release()
+    if limit is not None and len(data) > limit:
+        raise StorageError(f"{path}: larger than {limit} bytes")
+    return data
+
+
+async def delete_all(
+    names: list[str], delete_one: Callable[[str], Awaitable[None]], concurrency: int
+) -> None:
+    """Delete many objects, ``concurrency`` at a time; one already gone is no failure."""
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(name: str) -> None:
+        async with limit:
+            try:
+                await delete_one(name)
+            except PathNotFound:
+                pass  # deleted meanwhile: the goal is reached
+
+    await asyncio.gather(*(one(n) for n in names))
+
+
+class ObjectStoreDriver:
+    """A StorageDriver over ``objects``; a backend's driver subclasses it and adds ``writer``
+    (and overrides what its store does otherwise, as Swift's large objects need)."""
+
+    name: str
+    leases_span_hosts = False  # host-local leases (storage/locks.py); many hosts need Redis
+    #: Keys a listing page asks for (the service's maximum); None: the service's default.
+    list_limit: int | None = 1000
+
+    def __init__(self, objects: Objects) -> None:
+        self.objects = objects
+        self.locks = HostLocks(objects.identity)
+
+    def key(self, path: str) -> str:
+        return self.objects.key(path)
+
+    def prefix(self, path: str) -> str:
+        return prefix_of(self.key(path))
+
+    # -- small files ------------------------------------------------------------------------
+
+    async def get_content(self, path: str, limit: int | None = None) -> bytes:
+        return await read_all(self.objects, path, self.key(path), limit)
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        await self.objects.put(path, self.key(path), data)
+
+    # -- streams ----------------------------------------------------------------------------
+
+    async def reader(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        key = self.key(path)
+        if length is not None and length <= 0:
+            await self.check_offset(path, offset)
+            return
+        end = None if length is None else offset + length
+        try:
+            resp = await self.objects.get(path, key, offset, end)
+        except RangeNotSatisfiable:
+            await self.check_offset(path, offset)  # at the very end (or empty): nothing to read
+            return
+        async for chunk in chunks(resp, f"{self.name} get {path}"):
+            yield chunk
+
+    async def check_offset(self, path: str, offset: int) -> None:
+        info = await self.stat(path)
+        if info.is_dir:
+            raise PathNotFound(path)
+        if offset > info.size:
+            raise InvalidOffset(f"{path}: offset {offset} beyond {info.size}")
+
+    async def writer(self, path: str, append: bool) -> FileWriter:
+        raise NotImplementedError
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    async def stat(self, path: str) -> FileInfo:
+        key = self.key(path)
+        if key.strip("/"):
+            info = await self.objects.head(path, key)
+            if info is not None:
+                return FileInfo(path, info.size, info.modtime, False)
+        page = await self.objects.list_page(path, prefix_of(key), None, "", 1)
+        if page.objects or page.prefixes:
+            return FileInfo(path, 0, 0.0, True)
+        raise PathNotFound(path)
+
+    async def list(self, path: str) -> builtins.list[str]:
+        prefix = self.prefix(path)
+        names: builtins.list[str] = []
+        async for page in self.pages(path, prefix, "/"):
+            names += [key[len(prefix) :] for key, _ in page.objects]
+            names += [p[len(prefix) :].rstrip("/") for p in page.prefixes]
+        names = [n for n in names if n]
+        if not names:
+            raise PathNotFound(path)
+        return names
+
+    def pages(self, path: str, prefix: str, delimiter: str | None = None) -> AsyncIterator[ListPage]:
+        return listing(self.objects, path, prefix, delimiter, self.list_limit)
+
+    async def keys_below(self, path: str, prefix: str) -> builtins.list[str]:
+        return [key async for page in self.pages(path, prefix) for key, _ in page.objects]
+
+    # -- move and delete --------------------------------------------------------------------
+
+    async def move(self, source: str, dest: str) -> None:
+        src = self.key(source)
+        await self.objects.copy(source, src, self.key(dest))
+        await self.objects.delete(source, src)
+
+    async def publish(self, source: str, dest: str) -> bool:
+        """A move after a HEAD of the destination: one request more per new blob (no store here
+        has a copy that fails on an existing object everywhere)."""
+        if await self.objects.head(dest, self.key(dest)) is not None:
+            return False
+        await self.move(source, dest)
+        return True
+
+    async def lease(self, path: str) -> FlockLease | None:
+        return self.locks.lease(self.key(path))
+
+    async def delete(self, path: str) -> None:
+        key = self.key(path)
+        keys = await self.keys_below(path, prefix_of(key))
+        if key.strip("/") and await self.objects.head(path, key) is not None:
+            keys.append(key)
+        if not keys:
+            raise PathNotFound(path)
+        await self.delete_keys(path, keys)
+
+    async def delete_keys(self, path: str, keys: builtins.list[str]) -> None:
+        await delete_all(keys, lambda key: self.objects.delete(path, key), DELETE_CONCURRENCY)
+
+    # -- the rest ---------------------------------------------------------------------------
+
+    async def url_for(
+        self, path: str, method: str = "GET", expires_in: float | None = None
+    ) -> str | None:
+        method = method.upper()
+        if method not in ("GET", "HEAD"):
+            return None
+        return await self.objects.signed_url(self.key(path), method, expires_in)
+
+    def local_file(self, path: str) -> str | None:
+        return None
+
+    async def healthy(self) -> None:
+        await self.objects.healthy()
+
+    async def close(self) -> None:
+        await self.objects.close()
