@@ -1,13 +1,29 @@
-"""Build the configured storage driver by name; an unknown name fails at start, naming it."""
+"""Build the configured storage driver by name; an unknown name fails at start, naming it.
+
+The registry maps each name to the module and class of its driver, imported only when that
+driver is configured: a filesystem registry never loads aiohttp's S3 client or Google's crypto.
+Adding a driver is one row here (and its package).
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
 from fastreg.storage.base import StorageDriver
-from fastreg.storage.filesystem import FilesystemDriver
-from fastreg.storage.inmemory import InMemoryDriver
+
+#: name -> "module:Class"; the class has ``from_parameters(parameters) -> driver``.
+DRIVERS: Mapping[str, str] = {
+    "filesystem": "fastreg.storage.filesystem:FilesystemDriver",
+    "inmemory": "fastreg.storage.inmemory:InMemoryDriver",
+    "s3": "fastreg.storage.s3:S3Driver",
+    "s3aws": "fastreg.storage.s3:S3Driver",  # Distribution registers its s3 driver under both
+    "azure": "fastreg.storage.azure:AzureDriver",
+    "gcs": "fastreg.storage.gcs:GCSDriver",
+    "swift": "fastreg.storage.swift:SwiftDriver",
+    "oss": "fastreg.storage.oss:OssDriver",  # OSS's S3-compatible API: the S3 driver, OSS's keys
+}
 
 
 class UnknownDriver(ValueError):
@@ -15,31 +31,15 @@ class UnknownDriver(ValueError):
 
 
 def create_driver(name: str, parameters: Mapping[str, Any]) -> StorageDriver:
-    if name == "filesystem":
-        return FilesystemDriver.from_parameters(parameters)
-    if name == "inmemory":
-        return InMemoryDriver.from_parameters(parameters)
-    if name in ("s3", "s3aws"):  # Distribution registers its s3 driver under both names
-        from fastreg.storage.s3 import S3Driver  # imported only when used
-
-        return S3Driver.from_parameters(parameters)
-    if name == "azure":
-        from fastreg.storage.azure import AzureDriver
-
-        return AzureDriver.from_parameters(parameters)
-    if name == "gcs":
-        from fastreg.storage.gcs import GCSDriver
-
-        return GCSDriver.from_parameters(parameters)
-    if name == "swift":
-        from fastreg.storage.swift import SwiftDriver
-
-        return SwiftDriver.from_parameters(parameters)
-    if name == "oss":  # over OSS's S3-compatible API: the S3 driver, built from OSS's keys
-        from fastreg.storage.oss import OssDriver
-
-        return OssDriver.from_parameters(parameters)
-    raise UnknownDriver(
-        f"storage driver {name!r} is not supported by this fastreg version "
-        "(supported: filesystem, inmemory, s3, azure, gcs, swift, oss)"
+    target = DRIVERS.get(name)
+    if target is None:
+        supported = ", ".join(n for n in DRIVERS if n != "s3aws")
+        raise UnknownDriver(
+            f"storage driver {name!r} is not supported by this fastreg version "
+            f"(supported: {supported})"
+        )
+    module, _, cls = target.partition(":")
+    driver: StorageDriver = getattr(importlib.import_module(module), cls).from_parameters(
+        parameters
     )
+    return driver
