@@ -1,15 +1,14 @@
-"""What the REST drivers (azure, gcs) share: parameter parsing and one retrying aiohttp client.
+"""What the REST drivers (azure, gcs, swift) share: parameter parsing and one retrying client.
 
 `RestClient.request` signs each attempt (signatures carry the time), bounds it by connect and
-read timeouts, retries transport failures, 408, 429 and 5xx with jittered exponential backoff, and
-turns every other failure into a storage error: a missing object is `PathNotFound`, anything else
-`StorageError` with the service's own error code and message. Drivers never see aiohttp errors.
+read timeouts, retries transport failures, 408, 429 and 5xx by the storage retry policy (retry.py,
+which the S3 client follows too), and turns every other failure into a storage error: a missing
+object is `PathNotFound`, a read past the end `RangeNotSatisfiable`, anything else `RestError` with
+the service's own error code and message. Drivers never see aiohttp errors.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,12 +18,15 @@ from yarl import URL
 
 from fastreg.configkeys import ConfigError, parse_duration
 from fastreg.storage.base import PathNotFound, StorageError
+from fastreg.storage.retry import (
+    RETRY_STATUSES,
+    THROTTLE_STATUSES,
+    TRANSPORT_ERRORS,
+    Retry,
+    retrying,
+)
 
-#: Failures of the transport itself: worth another attempt.
-TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-BACKOFF_BASE = 0.1
-BACKOFF_MAX = 5.0
+__all__ = ["TRANSPORT_ERRORS", "ParamReader", "RestClient", "RestError", "RestSettings"]
 
 
 class RestError(StorageError):
@@ -86,40 +88,31 @@ class RestClient:
         expect: tuple[int, ...] = (200,),
         stream: bool = False,
     ) -> aiohttp.ClientResponse:
-        """One call, retried; the response has an expected status. ``stream``: the caller reads
-        the body and releases the response, else the body is read (``await resp.read()`` is free).
+        """One call, retried (retry.py); the response has an expected status. ``stream``: the
+        caller reads the body and releases the response, else the body is read (``await
+        resp.read()`` is free).
         """
-        attempts = self.settings.maxretries + 1
-        for attempt in range(attempts):
-            last = attempt + 1 == attempts
+
+        async def attempt() -> aiohttp.ClientResponse:
             send = dict(headers or {})
             if method in ("PUT", "POST") and not any(k.lower() == "content-type" for k in send):
                 send["Content-Type"] = "application/octet-stream"  # aiohttp's default, signed
             await self._sign(method, url, send)
+            where = f"{self.settings.service} {op} {path}"
             try:
                 resp = await self.session().request(
                     method, url, headers=send, data=body, timeout=self._timeout,
                     allow_redirects=False,
-                )
+                )  # fmt: skip
             except TRANSPORT_ERRORS as exc:
-                if last:
-                    raise StorageError(
-                        f"{self.settings.service} {op} {path}: {type(exc).__name__}: {exc}"
-                    ) from exc
-                await _backoff(attempt)
-                continue
+                raise Retry(StorageError(f"{where}: {type(exc).__name__}: {exc}")) from exc
             if resp.status in expect:
                 if not stream:
                     try:
                         await resp.read()
                     except TRANSPORT_ERRORS as exc:
                         resp.release()
-                        if last:
-                            raise StorageError(
-                                f"{self.settings.service} {op} {path}: {type(exc).__name__}"
-                            ) from exc
-                        await _backoff(attempt)
-                        continue
+                        raise Retry(StorageError(f"{where}: {type(exc).__name__}")) from exc
                 return resp
             try:
                 data = await resp.read()
@@ -127,11 +120,12 @@ class RestClient:
                 data = b""
             finally:
                 resp.release()
-            if resp.status in RETRY_STATUSES and not last:
-                await _backoff(attempt)
-                continue
-            raise self.error(op, path, resp.status, resp.headers, data)
-        raise AssertionError("unreachable")
+            error = self.error(op, path, resp.status, resp.headers, data)
+            if resp.status in RETRY_STATUSES:
+                raise Retry(error, throttled=resp.status in THROTTLE_STATUSES)
+            raise error
+
+        return await retrying(self.settings.maxretries + 1, attempt, what=f"{op} {path}")
 
     def error(
         self, op: str, path: str, status: int, headers: Mapping[str, str], body: bytes
@@ -146,11 +140,6 @@ class RestClient:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
-
-
-async def _backoff(attempt: int) -> None:
-    delay = min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt)
-    await asyncio.sleep(delay / 2 + random.random() * delay / 2)
 
 
 class ParamReader:

@@ -1,57 +1,52 @@
-"""The driver's S3 client: the dozen S3 operations the driver uses, over one aiohttp session.
+"""The driver's S3 client: the S3 operations the driver uses (operations.py), sent over one
+aiohttp session.
 
 botocore spent about 1.25 ms of CPU on every request here (measured: a HEAD loop against
 SeaweedFS; cProfile shows model-driven parsing, a user-agent string rebuilt per request, endpoint
 rules, hooks and dateutil), several times the request itself, and its S3 client costs each worker
 some 22 MiB. This client builds each request directly, signs it (signing.py), parses the few
-fields the driver reads, and keeps botocore's behaviour where it matters: retries with jittered
-exponential backoff on transport failures, 5xx, throttling, and the "200 with an error inside"
+fields the driver reads, and keeps botocore's behaviour where it matters: retries (the storage
+retry policy, retry.py) on transport failures, 5xx, throttling, and the "200 with an error inside"
 that CopyObject, UploadPartCopy and CompleteMultipartUpload can answer; path-style or
 virtual-hosted addressing; SigV4 with the payload's sha256 signed (or SigV2 with ``v4auth:
 false``); rate limit and timeouts. Operations take botocore's parameter names and answer
 botocore's field names, so the driver reads like code written against the S3 API reference.
 
-Credentials are ``accesskey``/``secretkey`` (and ``sessiontoken``), else the environment's
-``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``; without either, botocore's credential chain
-(profiles, web identity, container and instance roles) is loaded and asked, refreshed as it needs.
+Credentials (credentials.py) are ``accesskey``/``secretkey`` (and ``sessiontoken``), else the
+environment's ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``; without either, botocore's
+credential chain (profiles, web identity, container and instance roles), refreshed as it needs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime
 import hashlib
 import ipaddress
-import logging
-import os
-import random
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
-from xml.sax.saxutils import escape
 
 import aiohttp
 from yarl import URL
 
 from fastreg import __version__
 from fastreg.storage.base import PathNotFound, StorageError
-from fastreg.storage.s3.body import PartBody
-from fastreg.storage.s3.params import S3Params
-from fastreg.storage.s3.signing import (
-    EMPTY_SHA256,
-    Credentials,
-    SigV2,
-    SigV4,
-    canonical_query,
-    uri_encode,
+from fastreg.storage.retry import (
+    RETRY_STATUSES,
+    THROTTLE_STATUSES,
+    TRANSPORT_ERRORS,
+    Retry,
+    retrying,
 )
+from fastreg.storage.s3.body import PartBody
+from fastreg.storage.s3.credentials import CredentialChain
+from fastreg.storage.s3.operations import OPERATIONS, Parser, Request, text, xml
+from fastreg.storage.s3.params import S3Params
+from fastreg.storage.s3.signing import EMPTY_SHA256, SigV2, SigV4, canonical_query, uri_encode
 
-log = logging.getLogger("fastreg.storage.s3")
+__all__ = ["TRANSPORT_ERRORS", "S3Client", "S3Error", "translate"]
 
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchUpload"})
 _AUTH_HINTS = {
@@ -61,22 +56,21 @@ _AUTH_HINTS = {
     "403": "access denied (check accesskey, secretkey and the bucket policy)",
     "NoSuchBucket": "the bucket does not exist",
 }
-#: Failures of the transport itself; the client has retried them already when they surface.
-TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
-#: Answers worth another attempt (botocore's standard retry mode: transient and throttling).
-_RETRY_STATUS = frozenset({500, 502, 503, 504, 429})
-_RETRY_CODES = frozenset(
-    {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "RequestTimeTooSkewed",
-     "Throttling", "ThrottlingException", "RequestLimitExceeded", "BandwidthLimitExceeded",
-     "TooManyRequestsException", "PriorRequestNotComplete", "RequestThrottled"}
+#: S3's codes for throttling (botocore's standard retry mode): retried after longer waits.
+_THROTTLE_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+     "BandwidthLimitExceeded", "TooManyRequestsException", "RequestThrottled"}
 )  # fmt: skip
-_MAX_BACKOFF = 20.0
+#: Answers worth another attempt besides retry.RETRY_STATUSES: transient and throttling.
+_RETRY_CODES = _THROTTLE_CODES | {
+    "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed",
+    "PriorRequestNotComplete",
+}  # fmt: skip
 #: Bodies larger than this are hashed for the signature on a thread, off the event loop.
 _HASH_INLINE = 256 * 1024
 #: Socket read buffer of a download: it pauses reading at twice this much unread (per stream).
 READ_BUFSIZE = 256 * 1024
 _BUCKET_DNS = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_NS = re.compile(r"^\{[^}]*\}")
 
 
 class S3Error(StorageError):
@@ -118,18 +112,7 @@ class RateLimiter:
             await asyncio.sleep(slot - now)
 
 
-# -- requests and answers ------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Request:
-    method: str
-    key: str | None  # None: the bucket itself
-    query: list[tuple[str, str]] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | PartBody | None = None
-    stream: bool = False  # answer with the open body (GetObject)
-    error_in_200: bool = False  # a 200 may carry <Error> (copies, completion)
+# -- answers ----------------------------------------------------------------------------------
 
 
 class StreamingBody:
@@ -155,205 +138,6 @@ class StreamingBody:
         self._response.release()
 
 
-def _xml(data: bytes) -> ET.Element:
-    root = ET.fromstring(data)
-    for element in root.iter():
-        element.tag = _NS.sub("", element.tag)
-    return root
-
-
-def _text(element: ET.Element, tag: str, default: str = "") -> str:
-    found = element.find(tag)
-    return found.text or default if found is not None else default
-
-
-def _http_date(value: str | None) -> datetime.datetime | None:
-    return parsedate_to_datetime(value) if value else None
-
-
-def _iso_date(value: str) -> datetime.datetime | None:
-    return datetime.datetime.fromisoformat(value) if value else None
-
-
-def _head_fields(headers: Mapping[str, str]) -> dict[str, Any]:
-    return {
-        "ContentLength": int(headers.get("Content-Length", 0)),
-        "LastModified": _http_date(headers.get("Last-Modified")),
-        "ETag": headers.get("ETag", ""),
-        "ContentRange": headers.get("Content-Range"),
-        "Metadata": {
-            k[11:].lower(): v for k, v in headers.items() if k.lower().startswith("x-amz-meta-")
-        },
-    }
-
-
-def _object_headers(kw: Mapping[str, Any]) -> dict[str, str]:
-    """The headers of PutObject, CopyObject and CreateMultipartUpload's parameters."""
-    headers = {}
-    if "ContentType" in kw:
-        headers["Content-Type"] = kw["ContentType"]
-    if "StorageClass" in kw:
-        headers["x-amz-storage-class"] = kw["StorageClass"]
-    if "ServerSideEncryption" in kw:
-        headers["x-amz-server-side-encryption"] = kw["ServerSideEncryption"]
-    if "SSEKMSKeyId" in kw:
-        headers["x-amz-server-side-encryption-aws-kms-key-id"] = kw["SSEKMSKeyId"]
-    for name, value in kw.get("Metadata", {}).items():
-        headers[f"x-amz-meta-{name}"] = value
-    if "MetadataDirective" in kw:
-        headers["x-amz-metadata-directive"] = kw["MetadataDirective"]
-    return headers
-
-
-def _copy_source(kw: Mapping[str, Any]) -> str:
-    src = kw["CopySource"]
-    return "/" + uri_encode(f"{src['Bucket']}/{src['Key']}", path=True)
-
-
-def _build(op: str, kw: dict[str, Any]) -> tuple[_Request, Callable[[Any, bytes], dict[str, Any]]]:
-    """The HTTP request of operation ``op`` and the parser of its answer."""
-    key = kw.get("Key")
-    if op == "head_object":
-        return _Request("HEAD", key), lambda r, _: _head_fields(r.headers)
-    if op == "get_object":
-        headers = {"Range": kw["Range"]} if "Range" in kw else {}
-        return _Request("GET", key, headers=headers, stream=True), lambda r, _: _head_fields(
-            r.headers
-        )
-    if op == "put_object":
-        req = _Request("PUT", key, headers=_object_headers(kw), body=kw.get("Body"))
-        return req, lambda r, _: {"ETag": r.headers.get("ETag", "")}
-    if op == "copy_object":
-        headers = {**_object_headers(kw), "x-amz-copy-source": _copy_source(kw)}
-        return _Request("PUT", key, headers=headers, error_in_200=True), lambda r, b: {}
-    if op == "delete_object":
-        return _Request("DELETE", key), lambda r, b: {}
-    if op == "create_multipart_upload":
-        req = _Request("POST", key, [("uploads", "")], _object_headers(kw))
-        return req, lambda r, b: {"UploadId": _text(_xml(b), "UploadId")}
-    if op == "upload_part":
-        query = [("partNumber", str(kw["PartNumber"])), ("uploadId", kw["UploadId"])]
-        req = _Request("PUT", key, query, body=kw["Body"])
-        return req, lambda r, _: {"ETag": r.headers.get("ETag", "")}
-    if op == "upload_part_copy":
-        query = [("partNumber", str(kw["PartNumber"])), ("uploadId", kw["UploadId"])]
-        headers = {"x-amz-copy-source": _copy_source(kw)}
-        if "CopySourceRange" in kw:
-            headers["x-amz-copy-source-range"] = kw["CopySourceRange"]
-        req = _Request("PUT", key, query, headers, error_in_200=True)
-        return req, lambda r, b: {"CopyPartResult": {"ETag": _text(_xml(b), "ETag")}}
-    if op == "complete_multipart_upload":
-        parts = "".join(
-            f"<Part><PartNumber>{p['PartNumber']}</PartNumber><ETag>{escape(p['ETag'])}</ETag></Part>"
-            for p in kw["MultipartUpload"]["Parts"]
-        )
-        body = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
-        req = _Request("POST", key, [("uploadId", kw["UploadId"])], body=body, error_in_200=True)
-        return req, lambda r, b: {}
-    if op == "abort_multipart_upload":
-        return _Request("DELETE", key, [("uploadId", kw["UploadId"])]), lambda r, b: {}
-    if op == "delete_objects":
-        objects = "".join(
-            f"<Object><Key>{escape(o['Key'])}</Key></Object>" for o in kw["Delete"]["Objects"]
-        )
-        quiet = "<Quiet>true</Quiet>" if kw["Delete"].get("Quiet") else ""
-        body = f"<Delete>{quiet}{objects}</Delete>".encode()
-        md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
-        req = _Request("POST", None, [("delete", "")], {"Content-MD5": md5}, body)
-        return req, _parse_delete
-    if op == "list_objects_v2":
-        query = [("list-type", "2")] + _query(
-            kw, Prefix="prefix", MaxKeys="max-keys", Delimiter="delimiter",
-            ContinuationToken="continuation-token",
-        )  # fmt: skip
-        return _Request("GET", None, query), _parse_list
-    if op == "list_multipart_uploads":
-        query = [("uploads", "")] + _query(
-            kw, Prefix="prefix", KeyMarker="key-marker", UploadIdMarker="upload-id-marker"
-        )
-        return _Request("GET", None, query), _parse_uploads
-    raise ValueError(f"unsupported S3 operation {op}")
-
-
-def _query(kw: Mapping[str, Any], **names: str) -> list[tuple[str, str]]:
-    return [(names[k], str(v)) for k, v in kw.items() if k in names and v not in (None, "")]
-
-
-def _parse_delete(_: Any, body: bytes) -> dict[str, Any]:
-    root = _xml(body)
-    errors = [{"Key": _text(e, "Key"), "Code": _text(e, "Code")} for e in root.findall("Error")]
-    return {"Errors": errors}
-
-
-def _parse_list(_: Any, body: bytes) -> dict[str, Any]:
-    root = _xml(body)
-    return {
-        "Contents": [
-            {
-                "Key": _text(c, "Key"),
-                "Size": int(_text(c, "Size", "0")),
-                "LastModified": _iso_date(_text(c, "LastModified")),
-            }
-            for c in root.findall("Contents")
-        ],
-        "CommonPrefixes": [{"Prefix": _text(c, "Prefix")} for c in root.findall("CommonPrefixes")],
-        "IsTruncated": _text(root, "IsTruncated") == "true",
-        "NextContinuationToken": _text(root, "NextContinuationToken") or None,
-    }
-
-
-def _parse_uploads(_: Any, body: bytes) -> dict[str, Any]:
-    root = _xml(body)
-    return {
-        "Uploads": [
-            {"Key": _text(u, "Key"), "UploadId": _text(u, "UploadId")}
-            for u in root.findall("Upload")
-        ],
-        "IsTruncated": _text(root, "IsTruncated") == "true",
-        "NextKeyMarker": _text(root, "NextKeyMarker"),
-        "NextUploadIdMarker": _text(root, "NextUploadIdMarker"),
-    }
-
-
-class _Retry(Exception):
-    """An attempt failed in a way worth another; ``error`` is what to raise when none is left."""
-
-    def __init__(self, error: StorageError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-# -- credentials ------------------------------------------------------------------------------
-
-
-class _CredentialChain:
-    """Static keys, the environment's, or botocore's chain (imported only when needed)."""
-
-    def __init__(self, params: S3Params) -> None:
-        self._static: Credentials | None = None
-        self._provider: Any = None
-        if params.accesskey and params.secretkey:
-            self._static = Credentials(params.accesskey, params.secretkey, params.sessiontoken)
-        elif os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
-            self._static = Credentials(
-                os.environ["AWS_ACCESS_KEY_ID"],
-                os.environ["AWS_SECRET_ACCESS_KEY"],
-                os.environ.get("AWS_SESSION_TOKEN") or None,
-            )
-
-    async def get(self) -> Credentials | None:
-        if self._static is not None:
-            return self._static
-        if self._provider is None:
-            from aiobotocore.session import get_session  # only for roles: keep it unloaded
-
-            self._provider = await get_session().get_credentials() or False
-        if not self._provider:
-            return None  # anonymous: a public bucket
-        frozen = await self._provider.get_frozen_credentials()
-        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
-
-
 # -- the client -------------------------------------------------------------------------------
 
 
@@ -364,7 +148,7 @@ class S3Client:
         self.params = params
         self._limiter = RateLimiter(params.maxrequestspersecond)
         self._session: aiohttp.ClientSession | None = None
-        self._credentials = _CredentialChain(params)
+        self._credentials = CredentialChain(params)
         self._v4 = SigV4(params.region)
         self._v2 = SigV2()
         self._agent = f"fastreg/{__version__}"
@@ -408,28 +192,23 @@ class S3Client:
         return f"{bucket}.{self._netloc}", (f"{self._base}{tail}" or "/")
 
     async def call(self, op: str, path: str, **kwargs: Any) -> Any:
-        """Run one S3 operation on the bucket; ``path`` names the file in error messages."""
+        """Run one S3 operation (operations.py) on the bucket; ``path`` names the file in error
+        messages. Attempts are spaced by the rate limit and retried by the storage retry policy."""
         kwargs.pop("Bucket", None)
-        request, parse = _build(op, kwargs)
-        attempts = self.params.maxretries + 1
-        for attempt in range(attempts):
-            await self._limiter.wait()
-            try:
-                return await self._attempt(op, path, request, parse)
-            except _Retry as retry:
-                if attempt + 1 >= attempts:
-                    raise retry.error from None
-                delay = min(_MAX_BACKOFF, random.random() * (2**attempt))
-                log.debug("s3 %s %s: %s; retrying in %.2fs", op, path, retry.error, delay)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        operation = OPERATIONS[op](**kwargs)
+        return await retrying(
+            self.params.maxretries + 1,
+            lambda: self._attempt(op, path, operation.request, operation.parse),
+            before=self._limiter.wait,
+            what=f"s3 {op} {path}",
+        )
 
     async def _attempt(
         self,
         op: str,
         path: str,
-        request: _Request,
-        parse: Callable[[Any, bytes], dict[str, Any]],
+        request: Request,
+        parse: Parser,
     ) -> dict[str, Any]:
         host, urlpath = self._where(request.key)
         headers = {"host": host, **request.headers, "User-Agent": self._agent}
@@ -447,7 +226,7 @@ class S3Client:
                 request.method, url, headers=headers, data=body, skip_auto_headers=("Content-Type",)
             )
         except TRANSPORT_ERRORS as exc:
-            raise _Retry(translate(exc, op, path)) from exc
+            raise Retry(translate(exc, op, path)) from exc
         try:
             if response.status >= 300 or (request.error_in_200 and not request.stream):
                 data = await response.read()
@@ -456,7 +235,7 @@ class S3Client:
                 data = b"" if request.stream else await response.read()
         except TRANSPORT_ERRORS as exc:
             response.release()
-            raise _Retry(translate(exc, op, path)) from exc
+            raise Retry(translate(exc, op, path)) from exc
         except BaseException:
             response.release()
             raise
@@ -475,20 +254,20 @@ class S3Client:
         code, message = str(status), response.reason or ""
         if data.lstrip().startswith(b"<"):
             try:
-                root = _xml(data)
+                root = xml(data)
             except ET.ParseError:
                 root = None
             if root is not None and root.tag == "Error":
-                code, message = _text(root, "Code", code), _text(root, "Message", message)
+                code, message = text(root, "Code", code), text(root, "Message", message)
             elif status < 300:
                 return  # a 200 whose body is the result
         elif status < 300:
             if in_200 and not data.strip():
-                raise _Retry(S3Error(f"s3 {op} {path}: empty answer", "InternalError"))
+                raise Retry(S3Error(f"s3 {op} {path}: empty answer", "InternalError"))
             return
         error = _answer_error(op, path, code, message)
-        if status in _RETRY_STATUS or code in _RETRY_CODES or status < 300:
-            raise _Retry(error)
+        if status in RETRY_STATUSES or code in _RETRY_CODES or status < 300:
+            raise Retry(error, throttled=status in THROTTLE_STATUSES or code in _THROTTLE_CODES)
         raise error
 
     async def _sign(
