@@ -20,7 +20,7 @@ from fastreg.configkeys import ConfigError
 from fastreg.storage import factory
 from fastreg.storage.base import PathNotFound, StorageError
 from fastreg.storage.s3 import S3Driver, S3Params
-from fastreg.storage.s3 import driver as s3_driver
+from fastreg.storage.s3 import objects as s3_objects
 from fastreg.storage.s3 import writer as s3_writer
 from fastreg.storage.s3.params import MAX_PART, MIN_PART, split
 from tests.seaweed import SeaweedFS
@@ -137,7 +137,7 @@ async def test_small_appends_grow_the_last_piece_to_a_part(
     patches = [os.urandom(MIB + 3) for _ in range(12)]
     for patch in patches:
         await append(make(chunksize=5 * MIB), "/up/data", patch)
-    layout = await d.layout("/up/data")
+    layout = await d.objects.layout("/up/data")
     assert layout is not None and len(layout.pieces) == 3
     assert all(p.size >= MIN_PART for p in layout.pieces[:-1])
     assert await read_all(d, "/up/data") == b"".join(patches)
@@ -169,9 +169,9 @@ async def test_a_merge_cut_short_leaves_the_file_whole(
     data = os.urandom(11 * MIB)
     await d.put_content("/up/data", data[: 5 * MIB])
     await append(d, "/up/data", data[5 * MIB :])
-    layout = await d.layout("/up/data")
+    layout = await d.objects.layout("/up/data")
     assert layout is not None
-    await d.compose("/up/data", layout.pieces, layout.head.key, marked=True)  # no delete after
+    await d.objects.compose("/up/data", layout.pieces, layout.head.key, marked=True)  # no delete after
     assert len(seaweedfs.keys(s3_bucket)) == 2
     assert (await d.stat("/up/data")).size == len(data)
     assert await read_all(d, "/up/data") == data
@@ -319,7 +319,7 @@ async def test_move_uses_multipart_copy_above_threshold(
 async def test_list_and_delete_paginate(
     make: Any, monkeypatch: pytest.MonkeyPatch, seaweedfs: SeaweedFS, s3_bucket: str
 ) -> None:
-    monkeypatch.setattr(s3_driver, "LIST_MAX", 2)  # pages of two keys (and delete batches of two)
+    monkeypatch.setattr(s3_objects, "LIST_MAX", 2)  # pages of two keys (and delete batches of two)
     d = make()
     for i in range(5):
         await d.put_content(f"/t/d{i}/f", b"1")
@@ -438,7 +438,7 @@ def test_distribution_parameters_parse() -> None:
     assert p.endpoint_url == "http://minio:9000" and p.forcepathstyle  # 2.8: path style
     assert (p.chunksize, p.rootdirectory, p.storageclass) == (5 * MIB, "a/b", None)
     d = S3Driver(p)
-    assert d.put_args() == {
+    assert d.objects.put_args() == {
         "ContentType": "application/octet-stream",
         "ServerSideEncryption": "aws:kms",
         "SSEKMSKeyId": "k",

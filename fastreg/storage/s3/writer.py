@@ -24,23 +24,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastreg.storage.base import PathNotFound, StorageError
 from fastreg.storage.s3.body import PartBody, PartBuffer
+from fastreg.storage.s3.objects import S3Objects
 from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, MIN_PART
 from fastreg.storage.s3.segments import MAX_SEGMENTS, FileLayout, Piece, segment_key
-
-if TYPE_CHECKING:
-    from fastreg.storage.s3.driver import S3Driver
 
 #: How long an upload waits for a part slot before it goes on without one (see _hold_slot).
 SLOT_WAIT = 5.0
 
 
 class S3Writer:
-    def __init__(self, driver: S3Driver, path: str, layout: FileLayout | None) -> None:
-        self._driver = driver
+    def __init__(self, objects: S3Objects, path: str, layout: FileLayout | None) -> None:
+        self._objects = objects
         self._path = path
         self._layout = layout  # the committed file (None: there is none yet)
         self._target: Piece | None = None  # the object this session writes, once it writes
@@ -54,24 +52,24 @@ class S3Writer:
         self._closed = False
 
     @classmethod
-    async def open(cls, driver: S3Driver, path: str, append: bool) -> S3Writer:
+    async def open(cls, objects: S3Objects, path: str, append: bool) -> S3Writer:
         if not append:  # truncate now, as O_TRUNC does: the empty file is visible at once
-            await driver.put_content(path, b"")
-            return cls(driver, path, FileLayout(Piece(driver.key(path), 0, 0, time.time())))
+            await objects.put_chunks(path, [b""])
+            return cls(objects, path, FileLayout(Piece(objects.key(path), 0, 0, time.time())))
         try:
-            layout = await driver.layout(path)
+            layout = await objects.layout(path)
         except PathNotFound:
-            return cls(driver, path, None)
+            return cls(objects, path, None)
         if layout is None:
             raise StorageError(f"{path}: is a directory")
-        return cls(driver, path, layout)
+        return cls(objects, path, layout)
 
     @property
     def size(self) -> int:
         return (self._layout.size if self._layout else 0) + self._written
 
     def part_size(self, number: int) -> int:
-        return min(MAX_PART, self._driver.params.chunksize << ((number - 1) // 1000))
+        return min(MAX_PART, self._objects.params.chunksize << ((number - 1) // 1000))
 
     async def write(self, data: bytes) -> None:
         if self._closed:
@@ -95,18 +93,18 @@ class S3Writer:
         target = self._target
         if target is None:  # nothing written: an append on a missing file still creates it
             if self._layout is None:
-                await self._driver.put_content(self._path, b"")
-                self._layout = FileLayout(Piece(self._driver.key(self._path), 0, 0, time.time()))
+                await self._objects.put_chunks(self._path, [b""])
+                self._layout = FileLayout(Piece(self._objects.key(self._path), 0, 0, time.time()))
             return
         if self._upload_id is None:
-            await self._driver.put_chunks(
+            await self._objects.put_chunks(
                 self._path, self._pending.take_all(), key=target.key, marked=self._marked()
             )
         else:
             if self._pending.size:
                 await self._ship(self._pending.take_all())
             await self._drain()
-            await self._driver.s3.call(
+            await self._objects.s3.call(
                 "complete_multipart_upload",
                 self._path,
                 Key=target.key,
@@ -127,7 +125,7 @@ class S3Writer:
     async def cancel(self) -> None:
         await self.close()
         with contextlib.suppress(PathNotFound):
-            await self._driver.delete(self._path)
+            await self._objects.remove(self._path)
 
     async def close(self) -> None:
         """Drop what was not committed; safe twice."""
@@ -142,7 +140,7 @@ class S3Writer:
                 await task
         self._release_slot()
         if self._upload_id is not None and self._target is not None:
-            await self._driver.abort(self._path, self._target.key, self._upload_id)
+            await self._objects.abort(self._path, self._target.key, self._upload_id)
             self._upload_id = None
 
     # -- internals ---------------------------------------------------------------------------
@@ -152,18 +150,18 @@ class S3Writer:
         piece too small to be a part (its bytes carried in front), or a new segment."""
         layout = self._layout
         if layout is None:
-            self._target = Piece(self._driver.key(self._path), 0, 0, 0.0)
+            self._target = Piece(self._objects.key(self._path), 0, 0, 0.0)
             return
         if len(layout.segments) >= MAX_SEGMENTS:
-            await self._driver.merge(self._path, layout)
+            await self._objects.merge(self._path, layout)
         last = layout.last
         if last.size < MIN_PART:
             if last.size:
-                self._pending.add(await self._driver.get_piece(self._path, last), front=True)
+                self._pending.add(await self._objects.get_piece(self._path, last), front=True)
             self._target = last
             return
         if not layout.marked:
-            await self._driver.mark(self._path, layout)
+            await self._objects.mark(self._path, layout)
         self._target = Piece(segment_key(layout.head.key, layout.size), layout.size, 0, 0.0)
 
     def _marked(self) -> bool:
@@ -173,11 +171,11 @@ class S3Writer:
 
     async def _start(self) -> None:
         assert self._target is not None
-        upload = await self._driver.s3.call(
+        upload = await self._objects.s3.call(
             "create_multipart_upload",
             self._path,
             Key=self._target.key,
-            **self._driver.put_args(self._marked()),
+            **self._objects.put_args(self._marked()),
         )
         self._upload_id = upload["UploadId"]
 
@@ -209,7 +207,7 @@ class S3Writer:
         if self._slot:
             return
         try:
-            await asyncio.wait_for(self._driver.part_slots.acquire(), SLOT_WAIT)
+            await asyncio.wait_for(self._objects.part_slots.acquire(), SLOT_WAIT)
         except TimeoutError:
             return
         self._slot = True
@@ -217,11 +215,11 @@ class S3Writer:
     def _release_slot(self) -> None:
         if self._slot:
             self._slot = False
-            self._driver.part_slots.release()
+            self._objects.part_slots.release()
 
     async def _upload(self, number: int, part: list[memoryview]) -> dict[str, Any]:
         assert self._target is not None
-        resp = await self._driver.s3.call(
+        resp = await self._objects.s3.call(
             "upload_part",
             self._path,
             Key=self._target.key,
