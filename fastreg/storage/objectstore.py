@@ -19,7 +19,7 @@ import asyncio
 import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 
@@ -55,6 +55,8 @@ class Objects(Protocol):
 
     #: Names the bucket for host-local leases ("azure <url> <container>").
     identity: str
+    #: Names it in messages ("azure container 'c' at https://...").
+    place: str
 
     def key(self, path: str) -> str:
         """The key of a checked driver path (base.check_path)."""
@@ -87,9 +89,19 @@ class Objects(Protocol):
         """A URL for GET or HEAD, valid ``expires_in`` seconds (None: the configured default)."""
         ...
 
-    async def healthy(self) -> None: ...
+    async def healthy(self) -> None:
+        """Authenticate and check (or create) the bucket; the driver names it on failure."""
+        ...
 
     async def close(self) -> None: ...
+
+
+def byte_range(start: int, end: int | None, header: str = "Range") -> dict[str, str]:
+    """The Range header of bytes ``start`` to ``end`` (exclusive; None: to the end), none for all
+    of it (Azure's ``x-ms-range`` takes the same value)."""
+    if not start and end is None:
+        return {}
+    return {header: f"bytes={start}-{'' if end is None else end - 1}"}
 
 
 def prefix_of(key: str) -> str:
@@ -158,16 +170,20 @@ async def delete_all(
     await asyncio.gather(*(one(n) for n in names))
 
 
-class ObjectStoreDriver:
-    """A StorageDriver over ``objects``; a backend's driver subclasses it and adds ``writer``
-    (and overrides what its store does otherwise, as Swift's large objects need)."""
+ObjectsT = TypeVar("ObjectsT", bound=Objects)
+
+
+class ObjectStoreDriver(Generic[ObjectsT]):
+    """A StorageDriver over ``objects``; a backend's driver subclasses it and adds
+    ``from_parameters`` and ``writer`` (and overrides what its store does otherwise, as Swift's
+    large objects need)."""
 
     name: str
     leases_span_hosts = False  # host-local leases (storage/locks.py); many hosts need Redis
     #: Keys a listing page asks for (the service's maximum); None: the service's default.
     list_limit: int | None = 1000
 
-    def __init__(self, objects: Objects) -> None:
+    def __init__(self, objects: ObjectsT) -> None:
         self.objects = objects
         self.locks = HostLocks(objects.identity)
 
@@ -287,7 +303,10 @@ class ObjectStoreDriver:
         return None
 
     async def healthy(self) -> None:
-        await self.objects.healthy()
+        try:
+            await self.objects.healthy()
+        except StorageError as exc:
+            raise StorageError(f"{self.objects.place} is not usable: {exc}") from exc
 
     async def close(self) -> None:
         await self.objects.close()

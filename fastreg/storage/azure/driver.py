@@ -18,18 +18,13 @@ from fastreg.storage.azure.writer import AzureWriter
 from fastreg.storage.objectstore import ObjectStoreDriver
 
 
-class AzureDriver(ObjectStoreDriver):
+class AzureDriver(ObjectStoreDriver[AzureObjects]):
     name = "azure"
     list_limit = LIST_MAX
 
-    def __init__(self, params: AzureParams) -> None:
-        self.params = params
-        self.objects: AzureObjects = AzureObjects(params)
-        super().__init__(self.objects)
-
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> AzureDriver:
-        return cls(AzureParams.parse(params))
+        return cls(AzureObjects(AzureParams.parse(params)))
 
     async def writer(self, path: str, append: bool) -> AzureWriter:
         return await AzureWriter.open(self.objects, path, append)

@@ -17,7 +17,7 @@ import aiohttp
 from fastreg.storage.azure.client import AzureAuth, describe
 from fastreg.storage.azure.params import AzureParams
 from fastreg.storage.base import PathNotFound, StorageError, check_path
-from fastreg.storage.objectstore import ListPage, ObjectInfo
+from fastreg.storage.objectstore import ListPage, ObjectInfo, byte_range
 from fastreg.storage.rest import RestClient, RestError, RestSettings
 
 LIST_MAX = 5000
@@ -27,6 +27,7 @@ class AzureObjects:
     def __init__(self, params: AzureParams) -> None:
         self.params = params
         self.identity = f"azure {params.service_url} {params.container}"
+        self.place = f"azure container {params.container!r} at {params.service_url}"
         self.auth = AzureAuth(params)
         self.rest = RestClient(
             RestSettings("azure", params.maxretries, params.connecttimeout, params.readtimeout),
@@ -56,9 +57,7 @@ class AzureObjects:
     async def get(
         self, path: str, key: str, start: int = 0, end: int | None = None
     ) -> aiohttp.ClientResponse:
-        headers = {}
-        if start or end is not None:
-            headers["x-ms-range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        headers = byte_range(start, end, "x-ms-range")
         resp: aiohttp.ClientResponse = await self.call(
             "get", path, "GET", key, headers=headers, expect=(200, 206), stream=True
         )
@@ -120,21 +119,15 @@ class AzureObjects:
 
     async def healthy(self) -> None:
         """Authenticate against the container, creating it when missing (as Distribution does)."""
-        p = self.params
         try:
-            try:
-                await self.call("health", "/", "GET", None, query={"restype": "container"})
-            except RestError as exc:
-                if exc.code != "ContainerNotFound":
-                    raise
-                await self.call(
-                    "create container", "/", "PUT", None, query={"restype": "container"},
-                    headers={"Content-Length": "0"}, expect=(201, 409),
-                )  # fmt: skip
-        except StorageError as exc:
-            raise StorageError(
-                f"azure container {p.container!r} at {p.service_url} is not usable: {exc}"
-            ) from exc
+            await self.call("health", "/", "GET", None, query={"restype": "container"})
+        except RestError as exc:
+            if exc.code != "ContainerNotFound":
+                raise
+            await self.call(
+                "create container", "/", "PUT", None, query={"restype": "container"},
+                headers={"Content-Length": "0"}, expect=(201, 409),
+            )  # fmt: skip
 
     async def close(self) -> None:
         await self.rest.close()

@@ -17,18 +17,13 @@ from fastreg.storage.gcs.writer import GCSWriter
 from fastreg.storage.objectstore import ObjectStoreDriver
 
 
-class GCSDriver(ObjectStoreDriver):
+class GCSDriver(ObjectStoreDriver[GCSObjects]):
     name = "gcs"
     list_limit = LIST_MAX
 
-    def __init__(self, params: GCSParams) -> None:
-        self.params = params
-        self.objects: GCSObjects = GCSObjects(params)
-        super().__init__(self.objects)
-
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> GCSDriver:
-        return cls(GCSParams.parse(params))
+        return cls(GCSObjects(GCSParams.parse(params)))
 
     async def writer(self, path: str, append: bool) -> GCSWriter:
         return await GCSWriter.open(self.objects, path, append)

@@ -21,7 +21,7 @@ from yarl import URL
 from fastreg.storage.base import PathNotFound, StorageError, check_path
 from fastreg.storage.gcs.auth import GCSAuth, describe
 from fastreg.storage.gcs.params import GCSParams
-from fastreg.storage.objectstore import ListPage, ObjectInfo
+from fastreg.storage.objectstore import ListPage, ObjectInfo, byte_range
 from fastreg.storage.rest import RestClient, RestSettings
 
 LIST_MAX = 1000
@@ -32,6 +32,7 @@ class GCSObjects:
     def __init__(self, params: GCSParams) -> None:
         self.params = params
         self.identity = f"gcs {params.endpoint} {params.bucket}"
+        self.place = f"gcs bucket {params.bucket!r} at {params.endpoint}"
         self.auth = GCSAuth(params)
         self.rest = RestClient(
             RestSettings("gcs", params.maxretries, params.connecttimeout, params.readtimeout,
@@ -76,12 +77,9 @@ class GCSObjects:
     async def get(
         self, path: str, key: str, start: int = 0, end: int | None = None
     ) -> aiohttp.ClientResponse:
-        headers = {}
-        if start or end is not None:
-            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         url = self.url("o", key, {"alt": "media"})
         resp: aiohttp.ClientResponse = await self.call(
-            "get", path, "GET", url, headers=headers, expect=(200, 206), stream=True
+            "get", path, "GET", url, headers=byte_range(start, end), expect=(200, 206), stream=True
         )
         return resp
 
@@ -123,15 +121,10 @@ class GCSObjects:
 
     async def healthy(self) -> None:
         """Authenticate and check the bucket exists (the token is fetched here, at start)."""
-        p = self.params
         try:
             await self.call("health", "/", "GET", self.url("b"))
-        except StorageError as exc:
-            if isinstance(exc, PathNotFound):
-                exc = StorageError("the bucket does not exist")
-            raise StorageError(
-                f"gcs bucket {p.bucket!r} at {p.endpoint} is not usable: {exc}"
-            ) from exc
+        except PathNotFound as exc:
+            raise StorageError("the bucket does not exist") from exc
 
     async def close(self) -> None:
         await self.rest.close()

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastreg.storage.base import PathNotFound, StorageError, check_path
+from fastreg.storage.objectstore import byte_range
 from fastreg.storage.s3.body import Chunk, PartBody
 from fastreg.storage.s3.client import TRANSPORT_ERRORS, S3Client, translate
 from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, MIN_PART, S3Params, split
@@ -79,10 +80,7 @@ class S3Objects:
         )
 
     async def get(self, path: str, key: str, offset: int, end: int | None) -> Any:
-        args: dict[str, Any] = {"Key": key}
-        if offset or end is not None:
-            args["Range"] = f"bytes={offset}-{'' if end is None else end - 1}"
-        return await self.s3.call("get_object", path, **args)
+        return await self.s3.call("get_object", path, Key=key, **byte_range(offset, end))
 
     async def stream(self, path: str, body: Any) -> AsyncIterator[bytes]:
         try:

@@ -20,18 +20,16 @@ from fastreg.storage.swift.params import SwiftParams
 from fastreg.storage.swift.writer import SwiftWriter
 
 
-class SwiftDriver(ObjectStoreDriver):
+class SwiftDriver(ObjectStoreDriver[SwiftObjects]):
     name = "swift"
 
-    def __init__(self, params: SwiftParams) -> None:
-        self.params = params
-        self.objects: SwiftObjects = SwiftObjects(params)
-        self.list_limit = params.pagesize or None
-        super().__init__(self.objects)
+    def __init__(self, objects: SwiftObjects) -> None:
+        super().__init__(objects)
+        self.list_limit = objects.params.pagesize or None
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> SwiftDriver:
-        return cls(SwiftParams.parse(params))
+        return cls(SwiftObjects(SwiftParams.parse(params)))
 
     async def writer(self, path: str, append: bool) -> SwiftWriter:
         return await SwiftWriter.open(self.objects, path, append)

@@ -25,6 +25,7 @@ from fastreg.storage.objectstore import (
     DELETE_CONCURRENCY,
     ListPage,
     ObjectInfo,
+    byte_range,
     delete_all,
     listing,
 )
@@ -43,6 +44,7 @@ class SwiftObjects:
     def __init__(self, params: SwiftParams) -> None:
         self.params = params
         self.identity = f"swift {params.authurl} {params.container}"
+        self.place = f"swift container {params.container!r} at {params.authurl}"
         self.swift = SwiftClient(params)
 
     def key(self, path: str) -> str:
@@ -63,11 +65,8 @@ class SwiftObjects:
     async def get(
         self, path: str, key: str, start: int = 0, end: int | None = None
     ) -> aiohttp.ClientResponse:
-        headers = {}
-        if start or end is not None:
-            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         return await self.swift.request(
-            "get", path, "GET", key, headers=headers, expect=(200, 206), stream=True
+            "get", path, "GET", key, headers=byte_range(start, end), expect=(200, 206), stream=True
         )
 
     async def put(
@@ -111,16 +110,10 @@ class SwiftObjects:
 
     async def healthy(self) -> None:
         """Authenticate and make sure the container exists (created at start, as Distribution does)."""
-        p = self.params
         try:
-            try:
-                await self.swift.request("health", "/", "HEAD")
-            except PathNotFound:
-                await self.swift.request("health", "/", "PUT", expect=(201, 202))
-        except StorageError as exc:
-            raise StorageError(
-                f"swift container {p.container!r} at {p.authurl} is not usable: {exc}"
-            ) from exc
+            await self.swift.request("health", "/", "HEAD")
+        except PathNotFound:
+            await self.swift.request("health", "/", "PUT", expect=(201, 202))
 
     async def close(self) -> None:
         await self.swift.close()
