@@ -32,6 +32,24 @@ DELETE_CONCURRENCY = 16
 
 
 @dataclass(frozen=True, slots=True)
+class Bucket:
+    """Which bucket (or container) of which service: named in leases and in messages."""
+
+    service: str  # "azure"
+    kind: str  # "container", "bucket"
+    name: str
+    url: str
+
+    @property
+    def identity(self) -> str:
+        """What host-local leases are scoped to: every driver on this bucket shares them."""
+        return f"{self.service} {self.url} {self.name}"
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.kind} {self.name!r} at {self.url}"
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectInfo:
     """What a HEAD tells of one object; ``meta`` is the backend's own answer (headers, JSON)."""
 
@@ -53,10 +71,7 @@ class ListPage:
 class Objects(Protocol):
     """The primitives of one bucket or container. ``path`` names the file in error messages."""
 
-    #: Names the bucket for host-local leases ("azure <url> <container>").
-    identity: str
-    #: Names it in messages ("azure container 'c' at https://...").
-    place: str
+    bucket: Bucket
 
     def key(self, path: str) -> str:
         """The key of a checked driver path (base.check_path)."""
@@ -76,8 +91,10 @@ class Objects(Protocol):
     async def put(self, path: str, key: str, data: bytes) -> None: ...
 
     async def list_page(
-        self, path: str, prefix: str, delimiter: str | None, token: str, limit: int | None
-    ) -> ListPage: ...
+        self, path: str, prefix: str, delimiter: str | None, token: str, limit: int | None = None
+    ) -> ListPage:
+        """``limit`` keys at most (None: as many as the service gives in one page)."""
+        ...
 
     async def copy(self, path: str, source: str, dest: str) -> None:
         """A server-side copy; PathNotFound when there is no ``source``."""
@@ -125,12 +142,12 @@ async def chunks(resp: aiohttp.ClientResponse, what: str) -> AsyncIterator[bytes
 
 
 async def listing(
-    objects: Objects, path: str, prefix: str, delimiter: str | None, limit: int | None
+    objects: Objects, path: str, prefix: str, delimiter: str | None = None
 ) -> AsyncIterator[ListPage]:
-    """Every page of a listing, ``limit`` keys a page (None: the service's default)."""
+    """Every page of a listing."""
     token = ""
     while True:
-        page = await objects.list_page(path, prefix, delimiter, token, limit)
+        page = await objects.list_page(path, prefix, delimiter, token)
         yield page
         token = page.token
         if not token:
@@ -180,12 +197,10 @@ class ObjectStoreDriver(Generic[ObjectsT]):
 
     name: str
     leases_span_hosts = False  # host-local leases (storage/locks.py); many hosts need Redis
-    #: Keys a listing page asks for (the service's maximum); None: the service's default.
-    list_limit: int | None = 1000
 
     def __init__(self, objects: ObjectsT) -> None:
         self.objects = objects
-        self.locks = HostLocks(objects.identity)
+        self.locks = HostLocks(objects.bucket.identity)
 
     def key(self, path: str) -> str:
         return self.objects.key(path)
@@ -254,7 +269,7 @@ class ObjectStoreDriver(Generic[ObjectsT]):
         return names
 
     def pages(self, path: str, prefix: str, delimiter: str | None = None) -> AsyncIterator[ListPage]:
-        return listing(self.objects, path, prefix, delimiter, self.list_limit)
+        return listing(self.objects, path, prefix, delimiter)
 
     async def keys_below(self, path: str, prefix: str) -> builtins.list[str]:
         return [key async for page in self.pages(path, prefix) for key, _ in page.objects]
@@ -306,7 +321,7 @@ class ObjectStoreDriver(Generic[ObjectsT]):
         try:
             await self.objects.healthy()
         except StorageError as exc:
-            raise StorageError(f"{self.objects.place} is not usable: {exc}") from exc
+            raise StorageError(f"{self.objects.bucket} is not usable: {exc}") from exc
 
     async def close(self) -> None:
         await self.objects.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fastreg.storage.azure.objects import LIST_MAX, AzureObjects
+from fastreg.storage.azure.objects import AzureObjects
 from fastreg.storage.azure.params import AzureParams
 from fastreg.storage.azure.writer import AzureWriter
 from fastreg.storage.objectstore import ObjectStoreDriver
@@ -20,7 +20,6 @@ from fastreg.storage.objectstore import ObjectStoreDriver
 
 class AzureDriver(ObjectStoreDriver[AzureObjects]):
     name = "azure"
-    list_limit = LIST_MAX
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> AzureDriver:

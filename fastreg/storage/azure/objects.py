@@ -17,7 +17,7 @@ import aiohttp
 from fastreg.storage.azure.client import AzureAuth, describe
 from fastreg.storage.azure.params import AzureParams
 from fastreg.storage.base import PathNotFound, StorageError, check_path
-from fastreg.storage.objectstore import ListPage, ObjectInfo, byte_range
+from fastreg.storage.objectstore import Bucket, ListPage, ObjectInfo, byte_range
 from fastreg.storage.rest import RestClient, RestError, RestSettings
 
 LIST_MAX = 5000
@@ -26,8 +26,7 @@ LIST_MAX = 5000
 class AzureObjects:
     def __init__(self, params: AzureParams) -> None:
         self.params = params
-        self.identity = f"azure {params.service_url} {params.container}"
-        self.place = f"azure container {params.container!r} at {params.service_url}"
+        self.bucket = Bucket("azure", "container", params.container, params.service_url)
         self.auth = AzureAuth(params)
         self.rest = RestClient(
             RestSettings("azure", params.maxretries, params.connecttimeout, params.readtimeout),
@@ -76,7 +75,7 @@ class AzureObjects:
             await self.call("put", path, "PUT", key, headers=headers, body=data, expect=(201,))
 
     async def list_page(
-        self, path: str, prefix: str, delimiter: str | None, token: str, limit: int | None
+        self, path: str, prefix: str, delimiter: str | None, token: str, limit: int | None = None
     ) -> ListPage:
         query = {"restype": "container", "comp": "list", "prefix": prefix,
                  "maxresults": str(limit or LIST_MAX)}  # fmt: skip

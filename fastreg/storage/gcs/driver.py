@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fastreg.storage.gcs.objects import LIST_MAX, GCSObjects
+from fastreg.storage.gcs.objects import GCSObjects
 from fastreg.storage.gcs.params import GCSParams
 from fastreg.storage.gcs.writer import GCSWriter
 from fastreg.storage.objectstore import ObjectStoreDriver
@@ -19,7 +19,6 @@ from fastreg.storage.objectstore import ObjectStoreDriver
 
 class GCSDriver(ObjectStoreDriver[GCSObjects]):
     name = "gcs"
-    list_limit = LIST_MAX
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> GCSDriver:

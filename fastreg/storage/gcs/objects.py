@@ -21,7 +21,7 @@ from yarl import URL
 from fastreg.storage.base import PathNotFound, StorageError, check_path
 from fastreg.storage.gcs.auth import GCSAuth, describe
 from fastreg.storage.gcs.params import GCSParams
-from fastreg.storage.objectstore import ListPage, ObjectInfo, byte_range
+from fastreg.storage.objectstore import Bucket, ListPage, ObjectInfo, byte_range
 from fastreg.storage.rest import RestClient, RestSettings
 
 LIST_MAX = 1000
@@ -31,8 +31,7 @@ SIGNED_URL_MAX = 7 * 24 * 3600.0  # V4 signed URLs live a week at most
 class GCSObjects:
     def __init__(self, params: GCSParams) -> None:
         self.params = params
-        self.identity = f"gcs {params.endpoint} {params.bucket}"
-        self.place = f"gcs bucket {params.bucket!r} at {params.endpoint}"
+        self.bucket = Bucket("gcs", "bucket", params.bucket, params.endpoint)
         self.auth = GCSAuth(params)
         self.rest = RestClient(
             RestSettings("gcs", params.maxretries, params.connecttimeout, params.readtimeout,
@@ -89,7 +88,7 @@ class GCSObjects:
         await self.call("upload", path, "POST", url, headers=headers, body=data)
 
     async def list_page(
-        self, path: str, prefix: str, delimiter: str | None, token: str, limit: int | None
+        self, path: str, prefix: str, delimiter: str | None, token: str, limit: int | None = None
     ) -> ListPage:
         query = {"prefix": prefix, "maxResults": str(limit or LIST_MAX)}
         if delimiter:

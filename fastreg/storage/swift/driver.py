@@ -23,10 +23,6 @@ from fastreg.storage.swift.writer import SwiftWriter
 class SwiftDriver(ObjectStoreDriver[SwiftObjects]):
     name = "swift"
 
-    def __init__(self, objects: SwiftObjects) -> None:
-        super().__init__(objects)
-        self.list_limit = objects.params.pagesize or None
-
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> SwiftDriver:
         return cls(SwiftObjects(SwiftParams.parse(params)))

@@ -23,6 +23,7 @@ import aiohttp
 from fastreg.storage.base import PathNotFound, StorageError, check_path
 from fastreg.storage.objectstore import (
     DELETE_CONCURRENCY,
+    Bucket,
     ListPage,
     ObjectInfo,
     byte_range,
@@ -43,8 +44,7 @@ def segment_name(prefix: str, number: int) -> str:
 class SwiftObjects:
     def __init__(self, params: SwiftParams) -> None:
         self.params = params
-        self.identity = f"swift {params.authurl} {params.container}"
-        self.place = f"swift container {params.container!r} at {params.authurl}"
+        self.bucket = Bucket("swift", "container", params.container, params.authurl)
         self.swift = SwiftClient(params)
 
     def key(self, path: str) -> str:
@@ -78,14 +78,14 @@ class SwiftObjects:
         )  # fmt: skip
 
     async def list_page(
-        self, path: str, prefix: str, delimiter: str | None, token: str, limit: int | None
+        self, path: str, prefix: str, delimiter: str | None, token: str, limit: int | None = None
     ) -> ListPage:
         """A page of the container listing in name order; the next starts after its last name."""
         query = {"format": "json", "prefix": prefix}
         if delimiter:
             query["delimiter"] = delimiter
-        if limit:
-            query["limit"] = str(limit)
+        if limit or self.params.pagesize:
+            query["limit"] = str(limit or self.params.pagesize)
         if token:
             query["marker"] = token
         resp = await self.swift.request("list", path, "GET", query=query, expect=(200, 204))
@@ -145,8 +145,7 @@ class SwiftObjects:
 
     async def entries(self, path: str, prefix: str) -> builtins.list[tuple[str, int]]:
         """(name, size) of every object below ``prefix``."""
-        limit = self.params.pagesize or None
-        return [o async for page in listing(self, path, prefix, None, limit) for o in page.objects]
+        return [o async for page in listing(self, path, prefix) for o in page.objects]
 
     async def delete_segments(self, path: str, segments: str) -> None:
         names = [name for name, _ in await self.entries(path, segments + "/")]
