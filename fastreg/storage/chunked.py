@@ -1,4 +1,5 @@
-"""The writer template of the object stores: client bytes buffered into chunks, one in flight.
+"""The writer template of the object stores (azure, gcs, swift, s3): client bytes buffered into
+chunks, one in flight.
 
 No object store appends, so every backend's writer cuts what it is given into chunks (a block, a
 part, a segment) of ``chunksize`` bytes and sends each while the next fills: memory stays near
@@ -89,7 +90,8 @@ class ChunkedWriter:
             await task
 
     async def _prepare(self) -> None:
-        """Before the first bytes of a session: decide where they go."""
+        """Before the bytes of each ``write`` are counted and pushed (the first of a session
+        decides where they go)."""
 
     async def _ship(self, chunk: bytes) -> None:
         """Send one whole chunk (usually through ``_send``)."""

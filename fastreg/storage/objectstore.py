@@ -191,15 +191,20 @@ ObjectsT = TypeVar("ObjectsT", bound=Objects)
 
 
 class ObjectStoreDriver(Generic[ObjectsT]):
-    """A StorageDriver over ``objects``; a backend's driver subclasses it and adds
-    ``from_parameters`` and ``writer`` (and overrides what its store does otherwise, as Swift's
-    large objects need)."""
+    """A StorageDriver over ``objects``, whose writers ``open_writer`` opens (the backend's
+    writer, over the same objects). A backend's driver subclasses it with its name and
+    ``from_parameters``, and overrides what its store does otherwise (Swift's large objects)."""
 
     name: str
     leases_span_hosts = False  # host-local leases (storage/locks.py); many hosts need Redis
 
-    def __init__(self, objects: ObjectsT) -> None:
+    def __init__(
+        self,
+        objects: ObjectsT,
+        open_writer: Callable[[ObjectsT, str, bool], Awaitable[FileWriter]],
+    ) -> None:
         self.objects = objects
+        self._open_writer = open_writer
         self.locks = HostLocks(objects.bucket.identity)
 
     def key(self, path: str) -> str:
@@ -242,7 +247,7 @@ class ObjectStoreDriver(Generic[ObjectsT]):
             raise InvalidOffset(f"{path}: offset {offset} beyond {info.size}")
 
     async def writer(self, path: str, append: bool) -> FileWriter:
-        raise NotImplementedError
+        return await self._open_writer(self.objects, path, append)
 
     # -- metadata ---------------------------------------------------------------------------
 

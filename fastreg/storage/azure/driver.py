@@ -23,7 +23,4 @@ class AzureDriver(ObjectStoreDriver[AzureObjects]):
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> AzureDriver:
-        return cls(AzureObjects(AzureParams.parse(params)))
-
-    async def writer(self, path: str, append: bool) -> AzureWriter:
-        return await AzureWriter.open(self.objects, path, append)
+        return cls(AzureObjects(AzureParams.parse(params)), AzureWriter.open)

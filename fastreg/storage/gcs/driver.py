@@ -22,7 +22,4 @@ class GCSDriver(ObjectStoreDriver[GCSObjects]):
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> GCSDriver:
-        return cls(GCSObjects(GCSParams.parse(params)))
-
-    async def writer(self, path: str, append: bool) -> GCSWriter:
-        return await GCSWriter.open(self.objects, path, append)
+        return cls(GCSObjects(GCSParams.parse(params)), GCSWriter.open)

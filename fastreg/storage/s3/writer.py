@@ -22,11 +22,11 @@ bounded however many clients push at once, and S3, the slower side, stays busy.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
 from fastreg.storage.base import PathNotFound, StorageError
+from fastreg.storage.chunked import ChunkedWriter
 from fastreg.storage.s3.body import PartBody, PartBuffer
 from fastreg.storage.s3.objects import S3Objects
 from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, MIN_PART
@@ -36,20 +36,20 @@ from fastreg.storage.s3.segments import MAX_SEGMENTS, FileLayout, Piece, segment
 SLOT_WAIT = 5.0
 
 
-class S3Writer:
+class S3Writer(ChunkedWriter):
+    """The chunked-writer template with parts that grow (``part_size``), buffered without
+    copies (``PartBuffer`` instead of the template's buffer) and held in a part slot."""
+
     def __init__(self, objects: S3Objects, path: str, layout: FileLayout | None) -> None:
+        super().__init__(path, 0, objects.params.chunksize)
         self._objects = objects
-        self._path = path
         self._layout = layout  # the committed file (None: there is none yet)
         self._target: Piece | None = None  # the object this session writes, once it writes
-        self._written = 0
         self._pending = PartBuffer()  # bytes of the next part
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._next_part = 1
-        self._inflight: asyncio.Task[dict[str, Any]] | None = None
         self._slot = False  # holds one of the driver's part slots
-        self._closed = False
 
     @classmethod
     async def open(cls, objects: S3Objects, path: str, append: bool) -> S3Writer:
@@ -71,25 +71,20 @@ class S3Writer:
     def part_size(self, number: int) -> int:
         return min(MAX_PART, self._objects.params.chunksize << ((number - 1) // 1000))
 
-    async def write(self, data: bytes) -> None:
-        if self._closed:
-            raise StorageError("write on a closed writer")
-        if not data:
-            return
+    async def _prepare(self) -> None:
         if self._target is None:
             await self._plan()
         if self._inflight is not None:
             # one part in memory at a time: the caller's lanes (a few batches) are the read-ahead
             await self._drain()
         await self._hold_slot()
-        self._pending.add(data)
-        self._written += len(data)
-        while (part := self._pending.take(self.part_size(self._next_part))) is not None:
-            await self._ship(part)
 
-    async def commit(self) -> None:
-        if self._closed:
-            raise StorageError("commit on a closed writer")
+    async def _push(self, data: bytes) -> None:
+        self._pending.add(data)
+        while (part := self._pending.take(self.part_size(self._next_part))) is not None:
+            await self._ship_part(part)
+
+    async def _commit(self) -> None:
         target = self._target
         if target is None:  # nothing written: an append on a missing file still creates it
             if self._layout is None:
@@ -102,7 +97,7 @@ class S3Writer:
             )
         else:
             if self._pending.size:
-                await self._ship(self._pending.take_all())
+                await self._ship_part(self._pending.take_all())
             await self._drain()
             await self._objects.s3.call(
                 "complete_multipart_upload",
@@ -122,22 +117,11 @@ class S3Writer:
         self._release_slot()
         self._upload_id, self._parts, self._next_part = None, [], 1
 
-    async def cancel(self) -> None:
-        await self.close()
-        with contextlib.suppress(PathNotFound):
-            await self._objects.remove(self._path)
+    async def _remove(self) -> None:
+        await self._objects.remove(self._path)
 
-    async def close(self) -> None:
-        """Drop what was not committed; safe twice."""
-        if self._closed:
-            return
-        self._closed = True
+    async def _abandon(self) -> None:
         self._pending = PartBuffer()
-        task, self._inflight = self._inflight, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
         self._release_slot()
         if self._upload_id is not None and self._target is not None:
             await self._objects.abort(self._path, self._target.key, self._upload_id)
@@ -179,23 +163,22 @@ class S3Writer:
         )
         self._upload_id = upload["UploadId"]
 
-    async def _ship(self, part: list[memoryview]) -> None:
+    async def _ship_part(self, part: list[memoryview]) -> None:
         """Hand one part to the uploader, after the part before it has landed."""
         if self._upload_id is None:
             await self._start()
-        await self._drain()
         number = self._next_part
         if number > MAX_PARTS:
             raise StorageError(f"{self._path}: more than {MAX_PARTS} parts")
         self._next_part += 1
-        self._inflight = asyncio.ensure_future(self._upload(number, part))
+        await self._send(lambda: self._upload(number, part))
 
     async def _drain(self) -> None:
-        task, self._inflight = self._inflight, None
-        if task is not None:
-            try:
-                self._parts.append(await task)
-            finally:
+        sending = self._inflight is not None
+        try:
+            await super()._drain()
+        finally:
+            if sending:
                 self._release_slot()  # the part has left memory
 
     async def _hold_slot(self) -> None:
@@ -217,7 +200,7 @@ class S3Writer:
             self._slot = False
             self._objects.part_slots.release()
 
-    async def _upload(self, number: int, part: list[memoryview]) -> dict[str, Any]:
+    async def _upload(self, number: int, part: list[memoryview]) -> None:
         assert self._target is not None
         resp = await self._objects.s3.call(
             "upload_part",
@@ -227,4 +210,4 @@ class S3Writer:
             PartNumber=number,
             Body=PartBody(part),
         )
-        return {"PartNumber": number, "ETag": resp["ETag"]}
+        self._parts.append({"PartNumber": number, "ETag": resp["ETag"]})

@@ -25,10 +25,7 @@ class SwiftDriver(ObjectStoreDriver[SwiftObjects]):
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> SwiftDriver:
-        return cls(SwiftObjects(SwiftParams.parse(params)))
-
-    async def writer(self, path: str, append: bool) -> SwiftWriter:
-        return await SwiftWriter.open(self.objects, path, append)
+        return cls(SwiftObjects(SwiftParams.parse(params)), SwiftWriter.open)
 
     # -- move and delete ----------------------------------------------------------------------
 
