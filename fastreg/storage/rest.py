@@ -55,6 +55,7 @@ class RestSettings:
     connecttimeout: float
     readtimeout: float
     connections: int = 256  # the pool's size: requests beyond it wait for a connection
+    verify_tls: bool = True  # False: no certificate checks (swift's `insecureskipverify`)
 
 
 class RestClient:
@@ -70,7 +71,11 @@ class RestClient:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.settings.connections, ttl_dns_cache=60),
+                connector=aiohttp.TCPConnector(
+                    limit=self.settings.connections,
+                    ttl_dns_cache=60,
+                    ssl=self.settings.verify_tls,
+                ),
                 auto_decompress=False,  # blob bytes go through exactly as stored
                 trust_env=False,
             )

@@ -42,7 +42,7 @@ from fastreg.storage.retry import (
 )
 from fastreg.storage.s3.body import PartBody
 from fastreg.storage.s3.credentials import CredentialChain
-from fastreg.storage.s3.operations import OPERATIONS, Parser, Request, text, xml
+from fastreg.storage.s3.operations import Operation, Parser, Request, text, xml
 from fastreg.storage.s3.params import S3Params
 from fastreg.storage.s3.signing import EMPTY_SHA256, SigV2, SigV4, canonical_query, uri_encode
 
@@ -191,11 +191,10 @@ class S3Client:
             return self._netloc, f"{self._base}/{bucket}{tail}"
         return f"{bucket}.{self._netloc}", (f"{self._base}{tail}" or "/")
 
-    async def call(self, op: str, path: str, **kwargs: Any) -> Any:
+    async def call(self, path: str, operation: Operation) -> Any:
         """Run one S3 operation (operations.py) on the bucket; ``path`` names the file in error
         messages. Attempts are spaced by the rate limit and retried by the storage retry policy."""
-        kwargs.pop("Bucket", None)
-        operation = OPERATIONS[op](**kwargs)
+        op = operation.name
         return await retrying(
             self.params.maxretries + 1,
             lambda: self._attempt(op, path, operation.request, operation.parse),

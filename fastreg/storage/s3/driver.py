@@ -19,6 +19,7 @@ from typing import Any
 
 from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError
 from fastreg.storage.locks import FlockLease, HostLocks
+from fastreg.storage.s3 import operations as ops
 from fastreg.storage.s3.client import TRANSPORT_ERRORS, S3Error, translate
 from fastreg.storage.s3.objects import S3Objects
 from fastreg.storage.s3.params import S3Params
@@ -46,7 +47,7 @@ class S3Driver:
     # -- small files ------------------------------------------------------------------------
 
     async def get_content(self, path: str, limit: int | None = None) -> bytes:
-        resp = await self.s3.call("get_object", path, Key=self.objects.key(path))
+        resp = await self.s3.call(path, ops.get_object(Key=self.objects.key(path)))
         body = resp["Body"]
         try:
             if limit is not None and int(resp.get("ContentLength", 0)) > limit:
@@ -189,7 +190,7 @@ class S3Driver:
         found: builtins.list[tuple[str, str]] = []
         args: dict[str, Any] = {"Prefix": prefix}
         while True:
-            page = await self.s3.call("list_multipart_uploads", path, **args)
+            page = await self.s3.call(path, ops.list_multipart_uploads(**args))
             found += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", ())]
             if not page.get("IsTruncated"):
                 return found
@@ -204,7 +205,9 @@ class S3Driver:
         method = method.upper()
         if method not in ("GET", "HEAD"):
             return None
-        return await self.s3.presign(method, self.objects.key(path), expires_in or self.params.presignexpiry)
+        return await self.s3.presign(
+            method, self.objects.key(path), expires_in or self.params.presignexpiry
+        )
 
     def local_file(self, path: str) -> str | None:
         return None
@@ -213,7 +216,7 @@ class S3Driver:
         """One cheap authenticated call, so wrong credentials or bucket fail at start."""
         p = self.params
         try:
-            await self.s3.call("list_objects_v2", "/", Prefix=self.objects.prefix("/"), MaxKeys=1)
+            await self.s3.call("/", ops.list_objects_v2(Prefix=self.objects.prefix("/"), MaxKeys=1))
         except StorageError as exc:
             where = p.endpoint_url or f"AWS region {p.region}"
             raise StorageError(f"s3 bucket {p.bucket!r} at {where} is not usable: {exc}") from exc

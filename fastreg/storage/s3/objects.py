@@ -16,6 +16,7 @@ from typing import Any
 
 from fastreg.storage.base import PathNotFound, StorageError, check_path
 from fastreg.storage.objectstore import byte_range
+from fastreg.storage.s3 import operations as ops
 from fastreg.storage.s3.body import Chunk, PartBody
 from fastreg.storage.s3.client import TRANSPORT_ERRORS, S3Client, translate
 from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, MIN_PART, S3Params, split
@@ -72,15 +73,14 @@ class S3Objects:
         """One object made of ``chunks`` in order, sent without joining them (body.py), at
         ``key`` (the path's own by default: a writer may target a segment)."""
         await self.s3.call(
-            "put_object",
             path,
-            Key=key or self.key(path),
-            Body=PartBody(chunks),
-            **self.put_args(marked),
+            ops.put_object(
+                Key=key or self.key(path), Body=PartBody(chunks), **self.put_args(marked)
+            ),
         )
 
     async def get(self, path: str, key: str, offset: int, end: int | None) -> Any:
-        return await self.s3.call("get_object", path, Key=key, **byte_range(offset, end))
+        return await self.s3.call(path, ops.get_object(Key=key, **byte_range(offset, end)))
 
     async def stream(self, path: str, body: Any) -> AsyncIterator[bytes]:
         try:
@@ -110,7 +110,7 @@ class S3Objects:
         if layout is not None:
             return layout
         prefix = self.prefix(path)
-        page = await self.s3.call("list_objects_v2", path, Prefix=prefix, MaxKeys=1)
+        page = await self.s3.call(path, ops.list_objects_v2(Prefix=prefix, MaxKeys=1))
         if page.get("Contents") or page.get("CommonPrefixes"):
             return None
         raise PathNotFound(path)
@@ -121,7 +121,7 @@ class S3Objects:
         if not key:
             return None
         try:
-            head = await self.s3.call("head_object", path, Key=key)
+            head = await self.s3.call(path, ops.head_object(Key=key))
         except PathNotFound:
             return None
         mtime = head["LastModified"].timestamp() if head.get("LastModified") else 0.0
@@ -145,7 +145,7 @@ class S3Objects:
         if delimiter:
             args["Delimiter"] = delimiter
         while True:
-            page: dict[str, Any] = await self.s3.call("list_objects_v2", path, **args)
+            page: dict[str, Any] = await self.s3.call(path, ops.list_objects_v2(**args))
             yield page
             if not page.get("IsTruncated") or not page.get("NextContinuationToken"):
                 return
@@ -181,14 +181,12 @@ class S3Objects:
         pieces = [p for p in pieces if p.size] or pieces[:1]
         total = sum(p.size for p in pieces)
         if len(pieces) == 1 and total <= min(self.params.multipartcopythresholdsize, MAX_PART):
-            await self.s3.call(
-                "copy_object",
-                path,
-                Key=dst,
-                CopySource={"Bucket": self.params.bucket, "Key": pieces[0].key},
-                MetadataDirective="REPLACE",  # this object's headers, not the source's marker
-                **self.put_args(marked),
+            source = {"Bucket": self.params.bucket, "Key": pieces[0].key}
+            # MetadataDirective: this object's headers, not the source's marker
+            copy = ops.copy_object(
+                Key=dst, CopySource=source, MetadataDirective="REPLACE", **self.put_args(marked)
             )
+            await self.s3.call(path, copy)
             return
         # each piece adds at most one part beyond its share of the total: 10,000 parts at most
         chunk = max(self.params.multipartcopychunksize, -(-total // (MAX_PARTS - len(pieces))))
@@ -199,17 +197,16 @@ class S3Objects:
             for start, end in split(p.size, chunk, last_min=MIN_PART if i < len(pieces) else 0)
         ]
         upload = await self.s3.call(
-            "create_multipart_upload", path, Key=dst, **self.put_args(marked)
+            path, ops.create_multipart_upload(Key=dst, **self.put_args(marked))
         )
         upload_id = upload["UploadId"]
         try:
             parts = await self.copy_parts(path, dst, upload_id, ranges)
             await self.s3.call(
-                "complete_multipart_upload",
                 path,
-                Key=dst,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
+                ops.complete_multipart_upload(
+                    Key=dst, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                ),
             )
         except BaseException:
             await self.abort(path, dst, upload_id)
@@ -229,13 +226,14 @@ class S3Objects:
         async def one(number: int, src: str, start: int, end: int) -> dict[str, Any]:
             async with limit:
                 resp = await self.s3.call(
-                    "upload_part_copy",
                     path,
-                    Key=dst,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource={"Bucket": self.params.bucket, "Key": src},
-                    CopySourceRange=f"bytes={start}-{end}",
+                    ops.upload_part_copy(
+                        Key=dst,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        CopySource={"Bucket": self.params.bucket, "Key": src},
+                        CopySourceRange=f"bytes={start}-{end}",
+                    ),
                 )
             return {"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]}
 
@@ -250,7 +248,7 @@ class S3Objects:
         """Abort a multipart upload, best effort: an orphan is removed with its directory later."""
         try:
             await asyncio.shield(
-                self.s3.call("abort_multipart_upload", path, Key=key, UploadId=upload_id)
+                self.s3.call(path, ops.abort_multipart_upload(Key=key, UploadId=upload_id))
             )
         except (StorageError, asyncio.CancelledError):
             pass
@@ -265,7 +263,7 @@ class S3Objects:
         for i in range(0, len(keys), LIST_MAX):
             batch = [{"Key": k} for k in keys[i : i + LIST_MAX]]
             resp = await self.s3.call(
-                "delete_objects", path, Delete={"Objects": batch, "Quiet": True}
+                path, ops.delete_objects(Delete={"Objects": batch, "Quiet": True})
             )
             if resp.get("Errors"):
                 first = resp["Errors"][0]

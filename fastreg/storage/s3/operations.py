@@ -1,5 +1,6 @@
-"""The S3 operations the driver uses: one function each, building the HTTP request and the parser
-of its answer. Nothing here sends anything (client.py does, signed and retried).
+"""The S3 operations the driver uses: one typed function each, building the HTTP request and the
+parser of its answer (``S3Client.call(path, put_object(Key=...))``). Nothing here sends anything:
+client.py does, signed and retried.
 
 Parameters and answers keep botocore's names (``Key``, ``UploadId``, ``ContentLength``...), so the
 driver reads like code written against the S3 API reference; only the fields the driver reads are
@@ -43,6 +44,7 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Operation:
+    name: str  # botocore's ("head_object"): named in messages
     request: Request
     parse: Parser
 
@@ -121,16 +123,18 @@ def _part(number: int, upload_id: str) -> list[tuple[str, str]]:
 
 
 def head_object(*, Key: str) -> Operation:
-    return Operation(Request("HEAD", Key), _head)
+    return Operation("head_object", Request("HEAD", Key), _head)
 
 
 def get_object(*, Key: str, Range: str | None = None) -> Operation:
     headers = {"Range": Range} if Range else {}
-    return Operation(Request("GET", Key, headers=headers, stream=True), _head)
+    return Operation("get_object", Request("GET", Key, headers=headers, stream=True), _head)
 
 
 def put_object(*, Key: str, Body: bytes | PartBody | None = None, **args: Any) -> Operation:
-    return Operation(Request("PUT", Key, headers=ObjectArgs(**args).headers(), body=Body), _etag)
+    return Operation(
+        "put_object", Request("PUT", Key, headers=ObjectArgs(**args).headers(), body=Body), _etag
+    )
 
 
 def copy_object(
@@ -139,22 +143,28 @@ def copy_object(
     headers = {**ObjectArgs(**args).headers(), "x-amz-copy-source": _copy_source(CopySource)}
     if MetadataDirective:
         headers["x-amz-metadata-directive"] = MetadataDirective
-    return Operation(Request("PUT", Key, headers=headers, error_in_200=True), _none)
+    return Operation("copy_object", Request("PUT", Key, headers=headers, error_in_200=True), _none)
 
 
 def delete_object(*, Key: str) -> Operation:
-    return Operation(Request("DELETE", Key), _none)
+    return Operation("delete_object", Request("DELETE", Key), _none)
 
 
 def create_multipart_upload(*, Key: str, **args: Any) -> Operation:
     def parse(_: aiohttp.ClientResponse, body: bytes) -> dict[str, Any]:
         return {"UploadId": text(xml(body), "UploadId")}
 
-    return Operation(Request("POST", Key, [("uploads", "")], ObjectArgs(**args).headers()), parse)
+    return Operation(
+        "create_multipart_upload",
+        Request("POST", Key, [("uploads", "")], ObjectArgs(**args).headers()),
+        parse,
+    )
 
 
 def upload_part(*, Key: str, UploadId: str, PartNumber: int, Body: PartBody | bytes) -> Operation:
-    return Operation(Request("PUT", Key, _part(PartNumber, UploadId), body=Body), _etag)
+    return Operation(
+        "upload_part", Request("PUT", Key, _part(PartNumber, UploadId), body=Body), _etag
+    )
 
 
 def upload_part_copy(
@@ -173,7 +183,7 @@ def upload_part_copy(
         return {"CopyPartResult": {"ETag": text(xml(body), "ETag")}}
 
     request = Request("PUT", Key, _part(PartNumber, UploadId), headers, error_in_200=True)
-    return Operation(request, parse)
+    return Operation("upload_part_copy", request, parse)
 
 
 def complete_multipart_upload(
@@ -185,11 +195,13 @@ def complete_multipart_upload(
     )
     body = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
     request = Request("POST", Key, [("uploadId", UploadId)], body=body, error_in_200=True)
-    return Operation(request, _none)
+    return Operation("complete_multipart_upload", request, _none)
 
 
 def abort_multipart_upload(*, Key: str, UploadId: str) -> Operation:
-    return Operation(Request("DELETE", Key, [("uploadId", UploadId)]), _none)
+    return Operation(
+        "abort_multipart_upload", Request("DELETE", Key, [("uploadId", UploadId)]), _none
+    )
 
 
 def delete_objects(*, Delete: Mapping[str, Any]) -> Operation:
@@ -202,7 +214,9 @@ def delete_objects(*, Delete: Mapping[str, Any]) -> Operation:
         errors = xml(answer).findall("Error")
         return {"Errors": [{"Key": text(e, "Key"), "Code": text(e, "Code")} for e in errors]}
 
-    return Operation(Request("POST", None, [("delete", "")], {"Content-MD5": md5}, body), parse)
+    return Operation(
+        "delete_objects", Request("POST", None, [("delete", "")], {"Content-MD5": md5}, body), parse
+    )
 
 
 def _query(**fields: object) -> list[tuple[str, str]]:
@@ -233,12 +247,14 @@ def list_objects_v2(
         ]
         return {
             "Contents": contents,
-            "CommonPrefixes": [{"Prefix": text(c, "Prefix")} for c in root.findall("CommonPrefixes")],
+            "CommonPrefixes": [
+                {"Prefix": text(c, "Prefix")} for c in root.findall("CommonPrefixes")
+            ],
             "IsTruncated": text(root, "IsTruncated") == "true",
             "NextContinuationToken": text(root, "NextContinuationToken") or None,
         }
 
-    return Operation(Request("GET", None, query), parse)
+    return Operation("list_objects_v2", Request("GET", None, query), parse)
 
 
 def list_multipart_uploads(
@@ -258,19 +274,8 @@ def list_multipart_uploads(
             "NextUploadIdMarker": text(root, "NextUploadIdMarker"),
         }
 
-    return Operation(Request("GET", None, query), parse)
+    return Operation("list_multipart_uploads", Request("GET", None, query), parse)
 
 
 def _iso_date(value: str) -> datetime.datetime | None:
     return datetime.datetime.fromisoformat(value) if value else None
-
-
-#: Operation names (botocore's) to the functions above.
-OPERATIONS: Mapping[str, Callable[..., Operation]] = {
-    f.__name__: f
-    for f in (
-        head_object, get_object, put_object, copy_object, delete_object,
-        create_multipart_upload, upload_part, upload_part_copy, complete_multipart_upload,
-        abort_multipart_upload, delete_objects, list_objects_v2, list_multipart_uploads,
-    )
-}  # fmt: skip

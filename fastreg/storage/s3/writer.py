@@ -27,6 +27,7 @@ from typing import Any
 
 from fastreg.storage.base import PathNotFound, StorageError
 from fastreg.storage.chunked import ChunkedWriter
+from fastreg.storage.s3 import operations as ops
 from fastreg.storage.s3.body import PartBody, PartBuffer
 from fastreg.storage.s3.objects import S3Objects
 from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, MIN_PART
@@ -100,11 +101,12 @@ class S3Writer(ChunkedWriter):
                 await self._ship_part(self._pending.take_all())
             await self._drain()
             await self._objects.s3.call(
-                "complete_multipart_upload",
                 self._path,
-                Key=target.key,
-                UploadId=self._upload_id,
-                MultipartUpload={"Parts": sorted(self._parts, key=lambda p: p["PartNumber"])},
+                ops.complete_multipart_upload(
+                    Key=target.key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": sorted(self._parts, key=lambda p: p["PartNumber"])},
+                ),
             )
         # the piece is whole: later writes go on after it, as a new session's would
         piece = Piece(target.key, target.offset, self.size - target.offset, time.time())
@@ -156,10 +158,10 @@ class S3Writer(ChunkedWriter):
     async def _start(self) -> None:
         assert self._target is not None
         upload = await self._objects.s3.call(
-            "create_multipart_upload",
             self._path,
-            Key=self._target.key,
-            **self._objects.put_args(self._marked()),
+            ops.create_multipart_upload(
+                Key=self._target.key, **self._objects.put_args(self._marked())
+            ),
         )
         self._upload_id = upload["UploadId"]
 
@@ -201,13 +203,14 @@ class S3Writer(ChunkedWriter):
             self._objects.part_slots.release()
 
     async def _upload(self, number: int, part: list[memoryview]) -> None:
-        assert self._target is not None
+        assert self._target is not None and self._upload_id is not None
         resp = await self._objects.s3.call(
-            "upload_part",
             self._path,
-            Key=self._target.key,
-            UploadId=self._upload_id,
-            PartNumber=number,
-            Body=PartBody(part),
+            ops.upload_part(
+                Key=self._target.key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=PartBody(part),
+            ),
         )
         self._parts.append({"PartNumber": number, "ETag": resp["ETag"]})

@@ -35,25 +35,12 @@ def describe(status: int, headers: Mapping[str, str], body: bytes) -> tuple[str,
     return str(status), " ".join(text.split()) or "no detail"
 
 
-class _InsecureRest(RestClient):
-    """`insecureskipverify`: the same client, without TLS certificate checks."""
-
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=60, ssl=False),
-                auto_decompress=False,
-                trust_env=False,
-            )
-        return self._session
-
-
 class SwiftClient:
     def __init__(self, params: SwiftParams) -> None:
         self.params = params
-        settings = RestSettings("swift", params.retries, params.connecttimeout, params.readtimeout)
-        rest = _InsecureRest if params.insecureskipverify else RestClient
-        self.rest = rest(settings, self._sign, describe)
+        settings = RestSettings("swift", params.retries, params.connecttimeout, params.readtimeout,
+                                verify_tls=not params.insecureskipverify)  # fmt: skip
+        self.rest = RestClient(settings, self._sign, describe)
         self._credentials: Credentials | None = None
         self._auth_lock: asyncio.Lock | None = None
         self._info: dict[str, Any] | None = None
