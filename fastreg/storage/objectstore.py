@@ -39,6 +39,7 @@ class Bucket:
     kind: str  # "container", "bucket"
     name: str
     url: str
+    where: str = ""  # how messages name the place, when not by ``url``
 
     @property
     def identity(self) -> str:
@@ -46,7 +47,7 @@ class Bucket:
         return f"{self.service} {self.url} {self.name}"
 
     def __str__(self) -> str:
-        return f"{self.service} {self.kind} {self.name!r} at {self.url}"
+        return f"{self.service} {self.kind} {self.name!r} at {self.where or self.url}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +69,28 @@ class ListPage:
     token: str
 
 
-class Objects(Protocol):
-    """The primitives of one bucket or container. ``path`` names the file in error messages."""
+class Bucketed(Protocol):
+    """What the objects of every store offer, S3's included: the bucket, keys, signed URLs."""
 
     bucket: Bucket
 
     def key(self, path: str) -> str:
         """The key of a checked driver path (base.check_path)."""
         ...
+
+    async def signed_url(self, key: str, method: str, expires_in: float | None) -> str | None:
+        """A URL for GET or HEAD, valid ``expires_in`` seconds (None: the configured default)."""
+        ...
+
+    async def healthy(self) -> None:
+        """Authenticate and check (or create) the bucket; the driver names it on failure."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Objects(Bucketed, Protocol):
+    """The primitives of one bucket or container. ``path`` names the file in error messages."""
 
     async def head(self, path: str, key: str) -> ObjectInfo | None:
         """None when there is no object at ``key``."""
@@ -101,16 +116,6 @@ class Objects(Protocol):
         ...
 
     async def delete(self, path: str, key: str) -> None: ...
-
-    async def signed_url(self, key: str, method: str, expires_in: float | None) -> str | None:
-        """A URL for GET or HEAD, valid ``expires_in`` seconds (None: the configured default)."""
-        ...
-
-    async def healthy(self) -> None:
-        """Authenticate and check (or create) the bucket; the driver names it on failure."""
-        ...
-
-    async def close(self) -> None: ...
 
 
 def byte_range(start: int, end: int | None, header: str = "Range") -> dict[str, str]:
@@ -187,21 +192,23 @@ async def delete_all(
     await asyncio.gather(*(one(n) for n in names))
 
 
+BucketedT = TypeVar("BucketedT", bound=Bucketed)
 ObjectsT = TypeVar("ObjectsT", bound=Objects)
 
 
-class ObjectStoreDriver(Generic[ObjectsT]):
-    """A StorageDriver over ``objects``, whose writers ``open_writer`` opens (the backend's
-    writer, over the same objects). A backend's driver subclasses it with its name and
-    ``from_parameters``, and overrides what its store does otherwise (Swift's large objects)."""
+class BucketDriver(Generic[BucketedT]):
+    """What a driver on any object store is, whatever its files are made of (S3's are objects
+    and segments): keys, writers that ``open_writer`` opens over the same objects, the reader's
+    contract, host-local leases, signed URLs for GET and HEAD, a health check naming the bucket.
+    """
 
     name: str
     leases_span_hosts = False  # host-local leases (storage/locks.py); many hosts need Redis
 
     def __init__(
         self,
-        objects: ObjectsT,
-        open_writer: Callable[[ObjectsT, str, bool], Awaitable[FileWriter]],
+        objects: BucketedT,
+        open_writer: Callable[[BucketedT, str, bool], Awaitable[FileWriter]],
     ) -> None:
         self.objects = objects
         self._open_writer = open_writer
@@ -209,6 +216,56 @@ class ObjectStoreDriver(Generic[ObjectsT]):
 
     def key(self, path: str) -> str:
         return self.objects.key(path)
+
+    async def writer(self, path: str, append: bool) -> FileWriter:
+        return await self._open_writer(self.objects, path, append)
+
+    async def reader(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Nothing to read (``length`` 0) still checks the offset against the file's size."""
+        if length is not None and length <= 0:
+            await self.check_offset(path, offset)
+            return
+        async for chunk in self.read(path, offset, None if length is None else offset + length):
+            yield chunk
+
+    def read(self, path: str, offset: int, end: int | None) -> AsyncIterator[bytes]:
+        """Bytes ``offset`` to ``end`` (exclusive; None: to the end) of the file."""
+        raise NotImplementedError
+
+    async def check_offset(self, path: str, offset: int) -> None:
+        """PathNotFound without a file at ``path``; InvalidOffset past its end."""
+        raise NotImplementedError
+
+    async def lease(self, path: str) -> FlockLease | None:
+        return self.locks.lease(self.key(path))
+
+    async def url_for(
+        self, path: str, method: str = "GET", expires_in: float | None = None
+    ) -> str | None:
+        method = method.upper()
+        if method not in ("GET", "HEAD"):
+            return None
+        return await self.objects.signed_url(self.key(path), method, expires_in)
+
+    def local_file(self, path: str) -> str | None:
+        return None
+
+    async def healthy(self) -> None:
+        try:
+            await self.objects.healthy()
+        except StorageError as exc:
+            raise StorageError(f"{self.objects.bucket} is not usable: {exc}") from exc
+
+    async def close(self) -> None:
+        await self.objects.close()
+
+
+class ObjectStoreDriver(BucketDriver[ObjectsT]):
+    """A StorageDriver over an object store's primitives, whose files are objects. A backend's
+    driver subclasses it with its name and ``from_parameters``, and overrides what its store
+    does otherwise (Swift's large objects)."""
 
     def prefix(self, path: str) -> str:
         return prefix_of(self.key(path))
@@ -223,16 +280,9 @@ class ObjectStoreDriver(Generic[ObjectsT]):
 
     # -- streams ----------------------------------------------------------------------------
 
-    async def reader(
-        self, path: str, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[bytes]:
-        key = self.key(path)
-        if length is not None and length <= 0:
-            await self.check_offset(path, offset)
-            return
-        end = None if length is None else offset + length
+    async def read(self, path: str, offset: int, end: int | None) -> AsyncIterator[bytes]:
         try:
-            resp = await self.objects.get(path, key, offset, end)
+            resp = await self.objects.get(path, self.key(path), offset, end)
         except RangeNotSatisfiable:
             await self.check_offset(path, offset)  # at the very end (or empty): nothing to read
             return
@@ -245,10 +295,6 @@ class ObjectStoreDriver(Generic[ObjectsT]):
             raise PathNotFound(path)
         if offset > info.size:
             raise InvalidOffset(f"{path}: offset {offset} beyond {info.size}")
-
-    async def writer(self, path: str, append: bool) -> FileWriter:
-        return await self._open_writer(self.objects, path, append)
-
     # -- metadata ---------------------------------------------------------------------------
 
     async def stat(self, path: str) -> FileInfo:
@@ -294,9 +340,6 @@ class ObjectStoreDriver(Generic[ObjectsT]):
         await self.move(source, dest)
         return True
 
-    async def lease(self, path: str) -> FlockLease | None:
-        return self.locks.lease(self.key(path))
-
     async def delete(self, path: str) -> None:
         key = self.key(path)
         keys = await self.keys_below(path, prefix_of(key))
@@ -308,25 +351,3 @@ class ObjectStoreDriver(Generic[ObjectsT]):
 
     async def delete_keys(self, path: str, keys: builtins.list[str]) -> None:
         await delete_all(keys, lambda key: self.objects.delete(path, key), DELETE_CONCURRENCY)
-
-    # -- the rest ---------------------------------------------------------------------------
-
-    async def url_for(
-        self, path: str, method: str = "GET", expires_in: float | None = None
-    ) -> str | None:
-        method = method.upper()
-        if method not in ("GET", "HEAD"):
-            return None
-        return await self.objects.signed_url(self.key(path), method, expires_in)
-
-    def local_file(self, path: str) -> str | None:
-        return None
-
-    async def healthy(self) -> None:
-        try:
-            await self.objects.healthy()
-        except StorageError as exc:
-            raise StorageError(f"{self.objects.bucket} is not usable: {exc}") from exc
-
-    async def close(self) -> None:
-        await self.objects.close()

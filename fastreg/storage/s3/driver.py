@@ -1,9 +1,11 @@
 """The S3 driver: Distribution's `s3` driver layout on any S3-compatible store.
 
-Keys are Distribution's (objects.py); directories are key prefixes. Moves are server-side copies (multipart above `multipartcopythresholdsize`, always
-above 5 GiB where CopyObject cannot go) followed by a delete of the source. A file appended to in
-several sessions (an upload sent in many PATCHes) is a head object and segments (segments.py),
-read, moved and deleted as one file.
+Keys are Distribution's (objects.py); directories are key prefixes. Moves are server-side copies
+(multipart above `multipartcopythresholdsize`, always above 5 GiB where CopyObject cannot go)
+followed by a delete of the source. A file appended to in several sessions (an upload sent in
+many PATCHes) is a head object and segments (segments.py), read, moved and deleted as one file:
+so this driver shares only the bucket-level part of the object-store driver (`BucketDriver`:
+keys, writers, the reader's contract, leases, signed URLs, health), not its file operations.
 
 ``publish`` (a move that never replaces a blob) asks for the destination's head first: one HEAD
 more per new blob (S3 has no copy that fails on an existing key everywhere). ``lease`` is
@@ -18,7 +20,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError
-from fastreg.storage.locks import FlockLease, HostLocks
+from fastreg.storage.objectstore import BucketDriver
 from fastreg.storage.s3 import operations as ops
 from fastreg.storage.s3.client import TRANSPORT_ERRORS, S3Error, translate
 from fastreg.storage.s3.objects import S3Objects
@@ -27,22 +29,17 @@ from fastreg.storage.s3.segments import FileLayout, covering, is_marked
 from fastreg.storage.s3.writer import S3Writer
 
 
-class S3Driver:
+class S3Driver(BucketDriver[S3Objects]):
     name = "s3"
-    leases_span_hosts = False
 
     def __init__(self, params: S3Params) -> None:
+        super().__init__(S3Objects(params), S3Writer.open)
         self.params = params
-        self.objects = S3Objects(params)
         self.s3 = self.objects.s3
-        self.locks = HostLocks(f"s3 {params.endpoint_url or params.region} {params.bucket}")
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> S3Driver:
         return cls(S3Params.parse(params))
-
-    def key(self, path: str) -> str:
-        return self.objects.key(path)
 
     # -- small files ------------------------------------------------------------------------
 
@@ -64,21 +61,14 @@ class S3Driver:
 
     # -- streams ----------------------------------------------------------------------------
 
-    async def reader(
-        self, path: str, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[bytes]:
-        key = self.objects.key(path)
-        if length is not None and length <= 0:
-            await self._check_offset(path, offset)
-            return
-        end = None if length is None else offset + length
+    async def read(self, path: str, offset: int, end: int | None) -> AsyncIterator[bytes]:
         try:
-            resp = await self.objects.get(path, key, offset, end)
+            resp = await self.objects.get(path, self.key(path), offset, end)
         except S3Error as exc:
             if exc.code != "InvalidRange":
                 raise
             # past the head's end: the bytes are in segments, or this is the very end
-            layout = await self._check_offset(path, offset)
+            layout = await self._layout_at(path, offset)
             if layout.segments:
                 async for chunk in self._read_pieces(path, layout, offset, end):
                     yield chunk
@@ -104,16 +94,17 @@ class S3Driver:
             async for chunk in self.objects.stream(path, resp["Body"]):
                 yield chunk
 
-    async def _check_offset(self, path: str, offset: int) -> FileLayout:
+    async def check_offset(self, path: str, offset: int) -> None:
+        await self._layout_at(path, offset)
+
+    async def _layout_at(self, path: str, offset: int) -> FileLayout:
+        """The file's layout, which ``offset`` is not past the end of."""
         layout = await self.objects.layout(path)
         if layout is None:
             raise PathNotFound(path)
         if offset > layout.size:
             raise InvalidOffset(f"{path}: offset {offset} beyond {layout.size}")
         return layout
-
-    async def writer(self, path: str, append: bool) -> S3Writer:
-        return await S3Writer.open(self.objects, path, append)
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -151,9 +142,6 @@ class S3Driver:
             return False
         await self.move(source, dest)
         return True
-
-    async def lease(self, path: str) -> FlockLease | None:
-        return self.locks.lease(self.objects.key(path))
 
     async def delete(self, path: str) -> None:
         """Delete the file or the tree at ``path``, and abort the multipart uploads a crashed
@@ -196,33 +184,6 @@ class S3Driver:
                 return found
             args["KeyMarker"] = page.get("NextKeyMarker", "")
             args["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
-
-    # -- the rest ---------------------------------------------------------------------------
-
-    async def url_for(
-        self, path: str, method: str = "GET", expires_in: float | None = None
-    ) -> str | None:
-        method = method.upper()
-        if method not in ("GET", "HEAD"):
-            return None
-        return await self.s3.presign(
-            method, self.objects.key(path), expires_in or self.params.presignexpiry
-        )
-
-    def local_file(self, path: str) -> str | None:
-        return None
-
-    async def healthy(self) -> None:
-        """One cheap authenticated call, so wrong credentials or bucket fail at start."""
-        p = self.params
-        try:
-            await self.s3.call("/", ops.list_objects_v2(Prefix=self.objects.prefix("/"), MaxKeys=1))
-        except StorageError as exc:
-            where = p.endpoint_url or f"AWS region {p.region}"
-            raise StorageError(f"s3 bucket {p.bucket!r} at {where} is not usable: {exc}") from exc
-
-    async def close(self) -> None:
-        await self.s3.close()
 
 
 def _folders(prefix: str, keys: builtins.list[str]) -> builtins.list[str]:

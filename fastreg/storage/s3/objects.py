@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastreg.storage.base import PathNotFound, StorageError, check_path
-from fastreg.storage.objectstore import byte_range
+from fastreg.storage.objectstore import Bucket, byte_range
 from fastreg.storage.s3 import operations as ops
 from fastreg.storage.s3.body import Chunk, PartBody
 from fastreg.storage.s3.client import TRANSPORT_ERRORS, S3Client, translate
@@ -37,6 +37,9 @@ LIST_MAX = 1000
 class S3Objects:
     def __init__(self, params: S3Params) -> None:
         self.params = params
+        where = params.endpoint_url or f"AWS region {params.region}"
+        self.bucket = Bucket("s3", "bucket", params.bucket, params.endpoint_url or params.region,
+                             where)  # fmt: skip
         self.s3 = S3Client(params)
         # one slot per part an upload holds in memory (writer.py): bounds this process's memory
         # whatever the number of uploads
@@ -275,3 +278,13 @@ class S3Objects:
         if layout is None:
             raise PathNotFound(path)
         await self.delete_keys(path, self.keys_of(layout))
+
+    async def signed_url(self, key: str, method: str, expires_in: float | None) -> str | None:
+        return await self.s3.presign(method, key, expires_in or self.params.presignexpiry)
+
+    async def healthy(self) -> None:
+        """One cheap authenticated call, so wrong credentials or bucket fail at start."""
+        await self.s3.call("/", ops.list_objects_v2(Prefix=self.prefix("/"), MaxKeys=1))
+
+    async def close(self) -> None:
+        await self.s3.close()
