@@ -319,7 +319,9 @@ class ObjectStoreDriver(BucketDriver[ObjectsT]):
             raise PathNotFound(path)
         return names
 
-    def pages(self, path: str, prefix: str, delimiter: str | None = None) -> AsyncIterator[ListPage]:
+    def pages(
+        self, path: str, prefix: str, delimiter: str | None = None
+    ) -> AsyncIterator[ListPage]:
         return listing(self.objects, path, prefix, delimiter)
 
     async def keys_below(self, path: str, prefix: str) -> builtins.list[str]:

@@ -139,7 +139,8 @@ class RestClient:
         if status == 404 and code not in ("ContainerNotFound", "BucketNotFound"):
             return PathNotFound(path)
         kind = RangeNotSatisfiable if status == 416 else RestError
-        return kind(f"{self.settings.service} {op} {path}: {status} {code}: {message}", status, code)
+        text = f"{self.settings.service} {op} {path}: {status} {code}: {message}"
+        return kind(text, status, code)
 
     async def close(self) -> None:
         session, self._session = self._session, None

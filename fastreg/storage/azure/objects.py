@@ -28,11 +28,9 @@ class AzureObjects:
         self.params = params
         self.bucket = Bucket("azure", "container", params.container, params.service_url)
         self.auth = AzureAuth(params)
-        self.rest = RestClient(
-            RestSettings("azure", params.maxretries, params.connecttimeout, params.readtimeout),
-            self.auth.sign,
-            describe,
-        )
+        p = params
+        settings = RestSettings("azure", p.maxretries, p.connecttimeout, p.readtimeout)
+        self.rest = RestClient(settings, self.auth.sign, describe)
 
     def key(self, path: str) -> str:
         return self.params.blob_name(check_path(path))

@@ -33,13 +33,12 @@ class GCSObjects:
         self.params = params
         self.bucket = Bucket("gcs", "bucket", params.bucket, params.endpoint)
         self.auth = GCSAuth(params)
-        self.rest = RestClient(
-            RestSettings("gcs", params.maxretries, params.connecttimeout, params.readtimeout,
-                         params.maxconcurrency),
-            self.auth.sign,
-            describe,
-        )  # fmt: skip
-        self.auth.rest = self.rest
+        p = params
+        settings = RestSettings(
+            "gcs", p.maxretries, p.connecttimeout, p.readtimeout, connections=p.maxconcurrency
+        )
+        self.rest = RestClient(settings, self.auth.sign, describe)
+        self.auth.rest = self.rest  # the token request shares the pool
 
     def key(self, path: str) -> str:
         return self.params.key(check_path(path))
@@ -105,8 +104,8 @@ class GCSObjects:
         query: dict[str, str] = {}
         while True:  # large objects are rewritten in several calls
             url = self.url("o", source, query, suffix)
-            doc = await self.json("rewrite", path, "POST", url,
-                                  headers={"Content-Type": "application/json"}, body=b"{}")  # fmt: skip
+            headers = {"Content-Type": "application/json"}
+            doc = await self.json("rewrite", path, "POST", url, headers=headers, body=b"{}")
             if doc.get("done"):
                 return
             query = {"rewriteToken": str(doc["rewriteToken"])}

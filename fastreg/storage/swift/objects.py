@@ -109,7 +109,7 @@ class SwiftObjects:
         return await self.swift.temp_url(key, "GET", expires_in or TEMP_URL_EXPIRY)
 
     async def healthy(self) -> None:
-        """Authenticate and make sure the container exists (created at start, as Distribution does)."""
+        """Authenticate; create the container when missing (at start, as Distribution does)."""
         try:
             await self.swift.request("health", "/", "HEAD")
         except PathNotFound:
@@ -121,7 +121,7 @@ class SwiftObjects:
     # -- large objects ------------------------------------------------------------------------
 
     def new_segments(self, path: str) -> str:
-        """A fresh segment prefix: sha1 of the path and 32 random bytes, as Distribution names it."""
+        """A fresh segment prefix: sha1 of the path and 32 random bytes (Distribution's names)."""
         digest = hashlib.sha1(path.encode() + os.urandom(32), usedforsecurity=False).hexdigest()
         return f"{self.params.prefix}/segments/{digest[:3]}/{digest[3:]}".strip("/")
 
