@@ -19,9 +19,9 @@ import builtins
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import fastreg.storage.s3.operations as ops
 from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError
 from fastreg.storage.objectstore import BucketDriver
-from fastreg.storage.s3 import operations as ops
 from fastreg.storage.s3.client import TRANSPORT_ERRORS, S3Error, translate
 from fastreg.storage.s3.objects import S3Objects
 from fastreg.storage.s3.params import S3Params

@@ -14,9 +14,9 @@ import builtins
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import fastreg.storage.s3.operations as ops
 from fastreg.storage.base import PathNotFound, StorageError, check_path
 from fastreg.storage.objectstore import Bucket, byte_range
-from fastreg.storage.s3 import operations as ops
 from fastreg.storage.s3.body import Chunk, PartBody
 from fastreg.storage.s3.client import TRANSPORT_ERRORS, S3Client, translate
 from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, MIN_PART, S3Params, split

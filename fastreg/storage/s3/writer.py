@@ -25,9 +25,9 @@ import asyncio
 import time
 from typing import Any
 
+import fastreg.storage.s3.operations as ops
 from fastreg.storage.base import PathNotFound, StorageError
 from fastreg.storage.chunked import ChunkedWriter
-from fastreg.storage.s3 import operations as ops
 from fastreg.storage.s3.body import PartBody, PartBuffer
 from fastreg.storage.s3.objects import S3Objects
 from fastreg.storage.s3.params import MAX_PART, MAX_PARTS, MIN_PART
