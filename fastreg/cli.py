@@ -21,6 +21,7 @@ from aiohttp import web
 
 from fastreg import __version__, commands
 from fastreg.allocator import tune_malloc
+from fastreg.api.refusals import RegistryRunner
 from fastreg.app import create_app
 from fastreg.auth.middleware import check_auth
 from fastreg.config import Config, ConfigError, HTTPConfig, load_config
@@ -117,7 +118,7 @@ def _check_free(host: str, port: int) -> None:
 async def _serve(config: Config, reuse_port: bool, ready: Callable[[], None] | None = None) -> None:
     host, port = config.http.host_port()
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=False)
+    runner = RegistryRunner(app, access_log=None, handler_cancellation=False)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
