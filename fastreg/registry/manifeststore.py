@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 
-from fastreg.lru import LRU
 from fastreg.registry import layout
 from fastreg.registry.blobs import BlobStore, read_link
+from fastreg.registry.cache.lru import LRU
 from fastreg.registry.catalog import Catalog
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError

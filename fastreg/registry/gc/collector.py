@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fastreg.progress import Progress, human_bytes
+from fastreg.cli.progress import Progress, human_bytes
 from fastreg.registry import layout
 from fastreg.registry.digests import Digest
 from fastreg.registry.gc.scan import (

@@ -11,12 +11,12 @@ import asyncio
 import os
 import sys
 
+from fastreg.cli.progress import Progress
 from fastreg.config import Config, ConfigError, load_config, parse_duration
 from fastreg.logs import setup_logging
-from fastreg.migrate import MigrateError, migrate
-from fastreg.progress import Progress
 from fastreg.registry.gc import GCError, GCOptions, collect
 from fastreg.registry.gc.settings import OnlineGCSettings
+from fastreg.registry.migrate import MigrateError, migrate
 from fastreg.storage.base import StorageError
 from fastreg.storage.factory import UnknownDriver, create_driver
 

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fastreg.progress import Progress, human_bytes
+from fastreg.cli.progress import Progress, human_bytes
 from fastreg.registry import layout
 from fastreg.registry.blobs import LINK_LIMIT
 from fastreg.registry.catalog import list_repositories
