@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 
-from fastreg.cli.progress import Progress
+from fastreg.cli.progress import ProgressBar
 from fastreg.config import Config, ConfigError, load_config, parse_duration
 from fastreg.logs import setup_logging
 from fastreg.registry.gc import GCError, GCOptions, collect
@@ -98,7 +98,7 @@ def _garbage_collect(args: argparse.Namespace) -> int:
 
     async def go() -> str:
         try:
-            with Progress() as progress:
+            with ProgressBar() as progress:
                 report = await collect(driver, options, progress.print, progress)
             return report.summary(options)
         finally:
@@ -115,7 +115,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
     async def go() -> str:
         try:
-            with Progress() as progress:
+            with ProgressBar() as progress:
                 report = await migrate(src, dst, progress, progress.print)
             return report.summary()
         finally:
