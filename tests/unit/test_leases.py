@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fastreg.cache import RedisDescriptorCache
 from fastreg.registry import leases
+from fastreg.registry.cache.caches import RedisDescriptorCache
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.leases import UploadLeases
 from fastreg.storage.inmemory import InMemoryDriver
