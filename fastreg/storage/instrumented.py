@@ -21,7 +21,7 @@ from fastreg.storage.base import (
 )
 
 if TYPE_CHECKING:
-    from fastreg.metrics import Metrics
+    from fastreg.server.metrics import Metrics
 
 
 class _Timer:

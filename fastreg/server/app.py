@@ -18,9 +18,6 @@ from fastreg.api.routes import setup_routes
 from fastreg.api.sendfile import Sender
 from fastreg.auth.middleware import setup_auth
 from fastreg.config import Config
-from fastreg.debug import health_gate, setup_health
-from fastreg.maintenance import setup_maintenance
-from fastreg.metrics import METRICS, Metrics, observe
 from fastreg.notify.service import setup_notifications
 from fastreg.registry.blobs import DescriptorCache
 from fastreg.registry.cache.caches import (
@@ -32,6 +29,9 @@ from fastreg.registry.cache.caches import (
 from fastreg.registry.service import Registry, RegistrySettings
 from fastreg.registry.tags import TagListCache
 from fastreg.server.allocator import return_freed_memory
+from fastreg.server.debug import health_gate, setup_health
+from fastreg.server.maintenance import setup_maintenance
+from fastreg.server.metrics import METRICS, Metrics, observe
 from fastreg.storage.base import StorageDriver
 from fastreg.storage.factory import create_driver
 from fastreg.storage.instrumented import instrument
