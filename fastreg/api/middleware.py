@@ -22,7 +22,7 @@ from fastreg.api.context import (
     ROUTE,
     valid_host,
 )
-from fastreg.api.errors import error_response, status_of
+from fastreg.api.errors import error_response
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.storage.base import StorageError
 
@@ -159,7 +159,7 @@ def _code_for_status(status: int) -> ErrorCode:
         return ErrorCode.SIZE_INVALID
     for code in (ErrorCode.UNSUPPORTED, ErrorCode.NAME_UNKNOWN, ErrorCode.UNAUTHORIZED,
                  ErrorCode.DENIED, ErrorCode.TOOMANYREQUESTS, ErrorCode.UNAVAILABLE):
-        if status_of(code) == status:
+        if code.status == status:
             return code
     return ErrorCode.UNKNOWN if status >= 500 else ErrorCode.BLOB_UPLOAD_INVALID
 
