@@ -104,7 +104,7 @@ def drop_tracebacks(exc: BaseException) -> None:
     measured, 200 PATCHes reset mid-body kept 313 MiB (1.5 MiB each) until a `gc.collect()`,
     and three rounds of them grew the process by 928 MiB. Without the tracebacks (the failure is
     answered and logged by now) the frames go by reference counting when the request ends, and
-    the rounds leave nothing referenced (RSS then stays flat at what glibc keeps, allocator.py).
+    the rounds leave nothing referenced (RSS then stays flat at what glibc keeps, server/allocator.py).
     """
     pending = [exc]
     seen: set[int] = set()
