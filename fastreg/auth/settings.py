@@ -35,9 +35,6 @@ from typing import Any
 from fastreg.config import Config, ConfigError
 from fastreg.configkeys import as_bool, as_duration, as_str, as_strlist
 
-#: The longest bearer token accepted (a JWT with many grants stays far below).
-MAX_TOKEN = 64 * 1024
-
 _TOKEN_KEYS = frozenset({"realm", "service", "issuer", "rootcertbundle", "jwks",
                          "signingalgorithms", "uploadgrace", "tokenserver"})
 _SERVER_KEYS = frozenset({"key", "htpasswd", "acl", "expiration", "refreshexpiration",

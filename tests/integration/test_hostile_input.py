@@ -9,6 +9,7 @@ import json
 import socket
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -171,15 +172,20 @@ def test_no_server_header(server: ServerProcess) -> None:
         "FUZZ /v2/ HTTP/1.1\r\nHost: x\r\n",  # a method aiohttp's parser does not know
         "GET /v2/ HTTP/1.1\r\nHost: x\r\nHost: y\r\n",  # a duplicate Host
         "GET /v2/?n=" + "9" * 9000 + " HTTP/1.1\r\nHost: x\r\n",  # a request line past the limit
+        "GET /v2/ HTTP/1.1\r\nHost: x\r\n" + "X-A: b\r\n" * 600,  # past max_headers
     ],
-    ids=["method", "duplicate-host", "long-line"],
+    ids=["method", "duplicate-host", "long-line", "too-many-headers"],
 )
 def test_requests_the_parser_refuses_log_no_traceback(server: ServerProcess, head: str) -> None:
-    """aiohttp answers these itself, before any route (a plain 400, as Go's net/http does for
-    Distribution); what any client can send at will must not log an error with a traceback."""
+    """aiohttp's parser refuses these before any route; the answer is still the registry's: a
+    400 with the OCI error body and no Server header, and what any client can send at will must
+    not log an error with a traceback."""
     before = len(server.output())
-    status, _, _ = exchange(server, head)
+    status, headers, payload = exchange(server, head)
     assert status == 400
+    assert "server" not in headers, headers
+    assert headers["content-type"].startswith("application/json"), (headers, payload[:200])
+    assert [e["code"] for e in json.loads(payload)["errors"]] == ["UNKNOWN"], payload[:200]
     status, _, _ = exchange(server, "GET /v2/ HTTP/1.1\r\nHost: x\r\n")  # the log has caught up
     assert status == 200
     new = server.output()[before:]
@@ -199,3 +205,46 @@ def test_manifest_puts_without_a_body_answer(server: ServerProcess) -> None:
             "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n",
         )  # fmt: skip
         assert (status, oci_error(status, payload)) == (400, "MANIFEST_INVALID")
+
+
+def test_headers_up_to_1_mib_are_taken(server: ServerProcess) -> None:
+    """Go's net/http (Distribution) reads 1 MiB of request head; so does fastreg."""
+    extra = "".join(f"X-Extra-{i}: {'v' * 250 * 1024}\r\n" for i in range(3))
+    status, _, payload = exchange(server, f"GET /v2/ HTTP/1.1\r\nHost: x\r\n{extra}")
+    assert status == 200, payload[:200]
+
+
+def test_a_head_past_1_mib_is_refused_before_it_is_held(tmp_path: Path) -> None:
+    """Each header within the line limits, 64 MiB of them in all, on 4 connections at once:
+    aiohttp held them all until the head ended (250 MiB per connection, measured); the head is
+    now refused with a 431 once it passes 1 MiB, and what follows is read on and dropped."""
+    server = start_fastreg(tmp_path / "root", tmp_path / "w")
+    try:
+        before = server.peak_rss()
+        line = b"X-Pad: " + b"v" * (200 * 1024) + b"\r\n"
+        socks = []
+        for _ in range(4):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            sock.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
+            sent = 0
+            with pytest.raises(OSError):  # a reset: the server read on for a moment, then left
+                while sent < 64 * 1024 * 1024:
+                    sock.sendall(line)
+                    sent += len(line)
+            assert sent < 16 * 1024 * 1024, sent  # 1 MiB of head, 8 MiB read on, socket buffers
+            socks.append(sock)
+        grown = server.peak_rss() - before
+        assert grown < 32 * 1024 * 1024, f"peak RSS grew by {grown >> 20} MiB"
+        for sock in socks:
+            sock.close()
+        assert exchange(server, "GET /v2/ HTTP/1.1\r\nHost: x\r\n")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_a_head_past_1_mib_is_answered_431_with_the_oci_body(server: ServerProcess) -> None:
+    extra = "".join(f"X-Extra-{i}: {'v' * 250 * 1024}\r\n" for i in range(5))
+    status, headers, payload = exchange(server, f"GET /v2/ HTTP/1.1\r\nHost: x\r\n{extra}")
+    assert status == 431
+    assert "server" not in headers
+    assert [e["code"] for e in json.loads(payload)["errors"]] == ["UNKNOWN"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fastreg.cache import (
+from fastreg.registry.cache.caches import (
     InMemoryDescriptorCache,
     InMemoryTagCache,
     RedisDescriptorCache,

@@ -19,9 +19,9 @@ from fastreg.auth import standalone
 from fastreg.auth.middleware import check_auth
 from fastreg.auth.settings import HtpasswdSettings, TokenSettings, auth_settings
 from fastreg.config import Config, load_config, parse_config
-from fastreg.debug import validate
 from fastreg.registry.gc.settings import OnlineGCSettings
 from fastreg.registry.purge import PurgeSettings
+from fastreg.server.debug import validate
 from fastreg.storage.s3.params import S3Params
 from tests.auth.tokens import make_key, write_bundle, write_htpasswd
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fastreg.cache import RedisDescriptorCache
 from fastreg.registry import leases
+from fastreg.registry.cache.caches import RedisDescriptorCache
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.leases import UploadLeases
 from fastreg.storage.inmemory import InMemoryDriver
@@ -114,8 +114,8 @@ async def test_redis_addr_alone_gives_apps_on_an_object_store_one_lease(
     """Two hosts over one object store with `redis.addr` exclude each other on an upload,
     whatever cache the descriptors use (a Redis descriptor cache is not required)."""
     from fastreg.api.context import REGISTRY
-    from fastreg.app import create_app
     from fastreg.config import parse_config
+    from fastreg.server.app import create_app
 
     config = parse_config(
         "version: 0.1\nstorage:\n  inmemory: {}\n"

@@ -147,7 +147,7 @@ def test_config_defaults_and_errors(tmp_path: Path) -> None:
 
 def test_spool_keys_are_known_and_the_example_config_loads() -> None:
     from fastreg.config import load_config, parse_config
-    from fastreg.debug import validate
+    from fastreg.server.debug import validate
 
     text = (
         "version: 0.1\nstorage: inmemory\nnotifications:\n  spool:\n"

@@ -30,10 +30,10 @@ from aiohttp.typedefs import Handler
 from fastreg.api.context import REGISTRY
 from fastreg.config import Config, ConfigError, HTTPConfig
 from fastreg.configkeys import as_bool, as_duration, as_headers, as_int, as_str
-from fastreg.metrics import METRICS, Counter, Gauge, Metrics
 from fastreg.notify.config import parse_notifications, thaw
 from fastreg.notify.service import NOTIFIER
 from fastreg.registry.errors import ErrorCode, RegistryError
+from fastreg.server.metrics import METRICS, Counter, Gauge, Metrics
 
 log = logging.getLogger("fastreg.health")
 

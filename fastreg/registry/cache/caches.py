@@ -29,8 +29,8 @@ from typing import Any
 import orjson
 
 from fastreg.config import parse_duration
-from fastreg.lru import LRU
 from fastreg.registry.blobs import BlobInfo
+from fastreg.registry.cache.lru import LRU
 from fastreg.registry.digests import Digest
 
 log = logging.getLogger("fastreg.cache")
