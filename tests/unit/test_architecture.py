@@ -30,13 +30,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "fastreg"
 # Cycles outside issue 13's `modules` part, left to the helpers whose modules they are. Each entry
 # is the set of modules of one strongly connected component, exactly. Empty this once they are
 # gone: `test_known_cycles_are_still_there` fails for an entry that no longer matches a cycle.
-KNOWN_CYCLES: tuple[frozenset[str], ...] = (
-    # helper `objectstore`: each writer calls its driver's internals, each driver builds its writer
-    frozenset({"fastreg.storage.azure.driver", "fastreg.storage.azure.writer"}),
-    frozenset({"fastreg.storage.gcs.driver", "fastreg.storage.gcs.writer"}),
-    frozenset({"fastreg.storage.s3.driver", "fastreg.storage.s3.writer"}),
-    frozenset({"fastreg.storage.swift.driver", "fastreg.storage.swift.writer"}),
-)
+KNOWN_CYCLES: tuple[frozenset[str], ...] = ()
 
 # (importer prefix, forbidden prefixes): a module under the first imports none of the others.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
