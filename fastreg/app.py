@@ -25,6 +25,7 @@ from fastreg.cache import (
     RedisTagCache,
 )
 from fastreg.config import Config
+from fastreg.config.convert import header_pairs
 from fastreg.debug import health_gate, setup_health
 from fastreg.maintenance import setup_maintenance
 from fastreg.metrics import METRICS, Metrics, observe
@@ -92,7 +93,7 @@ def _lease_redis(
 ) -> RedisDescriptorCache | None:
     """Redis for upload leases (registry/leases.py) when the driver's own stop at this host and
     `redis.addr` is configured: many hosts over one object store then exclude each other."""
-    if storage.leases_span_hosts or not config.redis.get("addr"):
+    if storage.leases_span_hosts or not config.redis.configured:
         return None
     if isinstance(descriptors, RedisDescriptorCache):
         return descriptors  # one client for both
@@ -100,11 +101,9 @@ def _lease_redis(
 
 
 def http_settings(config: Config) -> HTTPSettings:
-    headers = tuple(
-        (name, value) for name, values in config.http.headers.items() for value in values
-    )
     return HTTPSettings(
-        host=config.http.host, relativeurls=config.http.relativeurls, headers=headers,
+        host=config.http.host, relativeurls=config.http.relativeurls,
+        headers=header_pairs(config.http.headers),
         sendtimeout=config.http.sendtimeout_seconds, readtimeout=config.http.readtimeout_seconds,
     )
 
@@ -122,7 +121,8 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     )
     app[METRICS] = Metrics()  # per application, never global
     storage = instrument(
-        driver or create_driver(config.storage.driver, config.storage.parameters), app[METRICS]
+        driver or create_driver(config.storage.driver, config.storage.driver_settings()),
+        app[METRICS],
     )
     descriptors, tags = caches(config)
     app[REGISTRY] = Registry(

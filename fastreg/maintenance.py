@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 from aiohttp import web
 
@@ -31,8 +32,8 @@ PURGE_JITTER = 3600.0
 
 def setup_maintenance(app: web.Application, config: Config, jitter: float = PURGE_JITTER) -> None:
     readonly = config.storage.readonly
-    purge = PurgeSettings.from_maintenance(config.storage.maintenance, readonly)
-    gc = OnlineGCSettings.from_maintenance(config.storage.maintenance, readonly)
+    purge = replace(config.storage.purge, enabled=config.storage.purge.enabled and not readonly)
+    gc = replace(config.storage.gc, enabled=config.storage.gc.enabled and not readonly)
 
     async def run(app: web.Application) -> AsyncIterator[None]:
         driver = app[REGISTRY].driver

@@ -31,7 +31,7 @@ from fastreg.auth.access import (
     required_access,
 )
 from fastreg.auth.htpasswd import HtpasswdFile
-from fastreg.auth.settings import MAX_TOKEN, HtpasswdSettings, auth_settings
+from fastreg.auth.settings import MAX_TOKEN, HtpasswdSettings
 from fastreg.config import Config, ConfigError
 from fastreg.registry.errors import ErrorCode, RegistryError
 
@@ -132,7 +132,7 @@ class HtpasswdController:
 
 def build_controller(config: Config) -> tuple[AccessController, Issuer | None] | None:
     """The controller the config asks for, its files read now; ConfigError names what is wrong."""
-    settings = auth_settings(config)
+    settings = config.auth
     if settings is None:
         return None
     if isinstance(settings, HtpasswdSettings):

@@ -12,12 +12,10 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from yarl import URL
 
-from fastreg.configkeys import ConfigError, parse_duration
 from fastreg.storage.base import PathNotFound, StorageError
 
 #: Failures of the transport itself: worth another attempt.
@@ -147,62 +145,6 @@ class RestClient:
 async def _backoff(attempt: int) -> None:
     delay = min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt)
     await asyncio.sleep(delay / 2 + random.random() * delay / 2)
-
-
-class ParamReader:
-    """Raw YAML/env values to typed ones, naming `<section>.<key>` on error."""
-
-    def __init__(self, raw: Mapping[str, Any], section: str) -> None:
-        self.raw = raw
-        self.section = section
-
-    def text(self, key: str) -> str | None:
-        value = self.raw.get(key)
-        if value is None or value == "":
-            return None
-        if isinstance(value, (Mapping, list, tuple, bool)):
-            raise ConfigError(f"{self.section}.{key}: expected a string, got {value!r}")
-        return str(value)
-
-    def flag(self, key: str, default: bool | None) -> bool | None:
-        value = self.raw.get(key)
-        if value is None or value == "":
-            return default
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ConfigError(f"{self.section}.{key}: expected a boolean, got {value!r}")
-
-    def integer(self, key: str, default: int, low: int, high: int) -> int:
-        value = self.raw.get(key)
-        if value is None or value == "":
-            return default
-        try:
-            number = value if isinstance(value, int) else int(str(value).strip())
-        except ValueError:
-            number = None
-        if number is None or isinstance(value, bool):
-            raise ConfigError(f"{self.section}.{key}: expected an integer, got {value!r}")
-        if not low <= number <= high:
-            raise ConfigError(f"{self.section}.{key}: {number} is not between {low} and {high}")
-        return number
-
-    def seconds(self, key: str, default: float) -> float:
-        value = self.raw.get(key)
-        if value is None or value == "":
-            return default
-        seconds = -1.0
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            seconds = float(value)
-        elif isinstance(value, str):
-            try:
-                seconds = parse_duration(value)
-            except ConfigError:
-                pass
-        if seconds <= 0:
-            raise ConfigError(f"{self.section}.{key}: expected a positive duration, got {value!r}")
-        return seconds
 
 
 async def delete_all(

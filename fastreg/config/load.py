@@ -1,10 +1,12 @@
 """Loading Distribution's ``config.yml`` (plus ``REGISTRY_*`` environment overrides) into typed,
-frozen dataclasses.
+frozen dataclasses, once, at start.
 
-This module owns the configuration format: YAML parsing, the environment override rules, type
-checks naming the dotted key, the warnings about unknown and not-yet-supported keys, and the
-defaults. The table of keys Distribution 2.8 knows, and the mechanics that walk it (environment
-resolution, type checks, ``ConfigError``, Go durations), live in ``fastreg.configkeys``.
+This module owns the pipeline: YAML parsing, the environment override rules, the check against
+the key table (``fastreg.config.keys``: type errors naming the dotted key, warnings about unknown
+and not-yet-supported keys), and the assembly of ``Config`` from each feature's own
+``parse(section) -> Settings`` (auth, notifications, redis, health and the debug server, upload
+purging, online GC, the storage driver's parameters). Every value error is therefore found here,
+before anything starts; consumers take the typed settings and never read a raw mapping.
 
 Environment overrides follow Distribution: variables are applied in lexical order of their
 names (so ``REGISTRY_STORAGE`` comes before ``REGISTRY_STORAGE_S3_BUCKET``); the name after
@@ -16,14 +18,14 @@ YAML document (``true``, ``5``, ``10s``, or a whole ``{...}`` map); numeric segm
 lists. ``REGISTRY_STORAGE=<driver>`` replaces the driver section only (``delete``, ``cache``,
 ``maintenance``, ``redirect`` are kept); a YAML map value replaces the whole ``storage``.
 
-Raw sections (``auth``, ``notifications``, ``redis``, ...) are handed over as given in the YAML,
-read-only: nested mappings are ``Mapping`` (``MappingProxyType``) and sequences are tuples.
+The storage driver's section is checked against the driver's own key table and parsed by the
+driver's params module (``fastreg.storage.factory.parameters_module``); its checked mapping is kept,
+read-only, as ``StorageConfig.parameters`` (nested mappings ``MappingProxyType``, lists tuples).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -31,22 +33,27 @@ from typing import Any
 
 import yaml
 
-from fastreg.configkeys import (
-    ROOT,
-    STORAGE_SECTIONS,
+from fastreg.auth import settings as auth
+from fastreg.auth.settings import AuthSettings
+from fastreg.config.convert import (
     ConfigError,
-    apply_env,
-    as_bool,
-    as_duration,
-    as_headers,
-    as_int,
+    Section,
     as_mapping,
     as_str,
-    check,
     describe,
+    host_port,
     parse_duration,
     parse_size,
 )
+from fastreg.config.keys import ROOT, STORAGE_SECTIONS, apply_env, check
+from fastreg.debugsettings import DebugSettings, HealthSettings, parse_debug, parse_health
+from fastreg.notify.config import NotifyConfig, parse_notifications
+from fastreg.redis_settings import RedisSettings
+from fastreg.redis_settings import parse as parse_redis
+from fastreg.registry import purge
+from fastreg.registry.gc import settings as gc
+from fastreg.registry.gc.settings import OnlineGCSettings
+from fastreg.registry.purge import PurgeSettings
 
 __all__ = [
     "Config",
@@ -54,6 +61,7 @@ __all__ = [
     "HTTPConfig",
     "LogConfig",
     "StorageConfig",
+    "TLSSettings",
     "load_config",
     "parse_config",
     "parse_duration",
@@ -64,7 +72,7 @@ DEFAULT_ROOTDIRECTORY = "/var/lib/registry"
 _LOG_LEVELS = ("error", "warn", "info", "debug")
 _LOG_FORMATTERS = ("text", "json", "logstash")
 _NETS = ("tcp", "unix")
-_BLOBDESCRIPTOR_CACHES = ("inmemory", "redis")
+_CACHES = ("inmemory", "redis")
 
 
 def _empty() -> Mapping[str, Any]:
@@ -82,9 +90,12 @@ class LogConfig:
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     driver: str = "filesystem"
+    #: the driver's section as checked against its key table (read-only)
     parameters: Mapping[str, Any] = field(
         default_factory=lambda: MappingProxyType({"rootdirectory": DEFAULT_ROOTDIRECTORY})
     )
+    #: the driver's typed settings (its params module's ``parse``); None: build from ``parameters``
+    params: Any = None
     delete_enabled: bool = False
     readonly: bool = False
     redirect_disable: bool = False
@@ -93,7 +104,21 @@ class StorageConfig:
     # fastreg only: cache tag lists (`storage.cache.tags`, inmemory | redis) for `tagsttl`
     tags_cache: str | None = None
     tags_ttl: float = 2.0
-    maintenance: Mapping[str, Any] = field(default_factory=_empty)
+    purge: PurgeSettings = field(default_factory=PurgeSettings)  # maintenance.uploadpurging
+    gc: OnlineGCSettings = field(default_factory=OnlineGCSettings)  # maintenance.gc
+
+    def driver_settings(self) -> Any:
+        """What ``create_driver(self.driver, ...)`` takes: the typed settings when parsed."""
+        return self.parameters if self.params is None else self.params
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    certificate: str = ""  # empty: plain HTTP
+    key: str = ""
+    clientcas: tuple[str, ...] = ()
+    minimumtls: str = ""
+    ciphersuites: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +133,8 @@ class HTTPConfig:
     draintimeout_seconds: float = 0
     sendtimeout_seconds: float = 60.0  # fastreg only
     readtimeout_seconds: float = 60.0  # fastreg only
-    tls: Mapping[str, Any] = field(default_factory=_empty)
-    debug: Mapping[str, Any] = field(default_factory=_empty)
+    tls: TLSSettings = field(default_factory=TLSSettings)
+    debug: DebugSettings = field(default_factory=DebugSettings)
 
     def host_port(self) -> tuple[str, int]:
         """Bind address: ``":5000"`` -> ``("0.0.0.0", 5000)``, ``"[::1]:5"`` -> ``("::1", 5)``.
@@ -118,14 +143,11 @@ class HTTPConfig:
         """
         if self.net != "tcp":
             raise ConfigError(f"http.addr: {self.addr!r} is a {self.net} address, not tcp")
-        match = re.fullmatch(r"\[([^\]]*)\]:(\d+)|([^:\[\]]*):(\d+)", self.addr)
-        if match is None:
-            raise ConfigError(f"http.addr: expected host:port, got {self.addr!r}")
-        host = match.group(1) if match.group(1) is not None else match.group(3)
-        port = int(match.group(2) or match.group(4))
-        if port > 65535:
-            raise ConfigError(f"http.addr: port out of range in {self.addr!r}")
-        return (host or "0.0.0.0", port)
+        return host_port(self.addr, "http.addr")
+
+
+def _notify_default() -> NotifyConfig:
+    return parse_notifications(None, "filesystem", {"rootdirectory": DEFAULT_ROOTDIRECTORY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +157,10 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     http: HTTPConfig = field(default_factory=HTTPConfig)
     schema1_enabled: bool = False
-    auth: Mapping[str, Any] = field(default_factory=_empty)
-    notifications: Mapping[str, Any] = field(default_factory=_empty)
-    redis: Mapping[str, Any] = field(default_factory=_empty)
-    health: Mapping[str, Any] = field(default_factory=_empty)
-    proxy: Mapping[str, Any] = field(default_factory=_empty)
-    validation: Mapping[str, Any] = field(default_factory=_empty)
-    policy: Mapping[str, Any] = field(default_factory=_empty)
+    auth: AuthSettings | None = None
+    notifications: NotifyConfig = field(default_factory=_notify_default)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     warnings: tuple[str, ...] = ()
 
 
@@ -177,7 +196,7 @@ def parse_config(text: str, environ: Mapping[str, str] | None = None) -> Config:
     return _build(doc, os.environ if environ is None else environ, False)
 
 
-# --- the pipeline: document -> env overrides -> defaults -> validation -> dataclasses ------------
+# --- the pipeline: document -> env overrides -> key table -> each feature's parse -------------
 
 
 def _build(doc: dict[str, Any], environ: Mapping[str, str], defaults_only: bool) -> Config:
@@ -195,21 +214,21 @@ def _build(doc: dict[str, Any], environ: Mapping[str, str], defaults_only: bool)
     version = as_str(doc.get("version"), "version")
     if version != "0.1":
         raise ConfigError(f"version: unsupported version {version!r} (expected '0.1')")
+    root = Section(doc, "")
+    redis = parse_redis(doc.get("redis"))
+    storage = _storage(root.section("storage"), redis, warnings)
     return Config(
         version=version,
-        log=_log(doc, warnings),
-        storage=_storage(doc),
-        http=_http(_section(doc, "http")),
-        schema1_enabled=_bool(
-            _get(doc, "compatibility", "schema1", "enabled"), False, "compatibility.schema1.enabled"
+        log=_log(root, warnings),
+        storage=storage,
+        http=_http(root.section("http")),
+        schema1_enabled=root.section("compatibility").section("schema1").flag("enabled"),
+        auth=auth.parse(doc.get("auth")),
+        notifications=parse_notifications(
+            doc.get("notifications"), storage.driver, storage.parameters
         ),
-        auth=_freeze_map(doc.get("auth")),
-        notifications=_freeze_map(doc.get("notifications")),
-        redis=_freeze_map(doc.get("redis")),
-        health=_freeze_map(doc.get("health")),
-        proxy=_freeze_map(doc.get("proxy")),
-        validation=_freeze_map(doc.get("validation")),
-        policy=_freeze_map(doc.get("policy")),
+        redis=redis,
+        health=parse_health(doc.get("health")),
         warnings=tuple(warnings),
     )
 
@@ -230,50 +249,24 @@ def _drivers(storage: Mapping[Any, Any]) -> list[str]:
     return sorted(str(k) for k in storage if k not in STORAGE_SECTIONS)
 
 
-# --- building the dataclasses (the document is already validated) -------------------------------
+# --- the sections this module owns: log, storage (its common part), http ------------------------
 
 
-def _get(doc: Mapping[str, Any], *keys: str) -> Any:
-    value: Any = doc
-    for key in keys:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
-
-
-def _section(doc: Mapping[str, Any], *keys: str) -> dict[str, Any]:
-    value = _get(doc, *keys)
-    return value if isinstance(value, dict) else {}
-
-
-def _bool(value: Any, default: bool, path: str) -> bool:
-    return default if value is None else as_bool(value, path)
-
-
-def _str(value: Any, default: str, path: str) -> str:
-    return default if value is None else as_str(value, path)
-
-
-def _choice(value: Any, default: str, path: str, allowed: tuple[str, ...]) -> str:
-    chosen = _str(value, default, path).lower() or default
-    if chosen not in allowed:
-        raise ConfigError(f"{path}: expected one of {', '.join(allowed)}, got {chosen!r}")
-    return chosen
-
-
-def _log(doc: Mapping[str, Any], warnings: list[str]) -> LogConfig:
-    log = _section(doc, "log")
-    level = log.get("level")
-    if doc.get("loglevel") is not None:
+def _log(root: Section, warnings: list[str]) -> LogConfig:
+    log = root.section("log")
+    level = log.text("level")
+    if root.has("loglevel"):
         warnings.append("configuration key 'loglevel' is deprecated; use 'log.level'")
-        level = doc["loglevel"] if level is None else level
-    fields = _section(log, "fields")
+        level = level or root.text("loglevel")
+    level = level.lower() or "info"
+    if level not in _LOG_LEVELS:
+        raise ConfigError(f"log.level: expected one of {', '.join(_LOG_LEVELS)}, got {level!r}")
+    fields = log.section("fields")
     return LogConfig(
-        level=_choice(level, "info", "log.level", _LOG_LEVELS),
-        formatter=_choice(log.get("formatter"), "text", "log.formatter", _LOG_FORMATTERS),
-        fields=MappingProxyType({str(k): _field_str(v) for k, v in fields.items()}),
-        accesslog_disabled=_bool(
-            _get(log, "accesslog", "disabled"), False, "log.accesslog.disabled"
-        ),
+        level=level,
+        formatter=log.choice("formatter", "text", _LOG_FORMATTERS),
+        fields=MappingProxyType({str(k): _field_str(v) for k, v in fields.raw.items()}),
+        accesslog_disabled=log.section("accesslog").flag("disabled"),
     )
 
 
@@ -285,91 +278,80 @@ def _field_str(value: Any) -> str:
     return as_str(value, "log.fields")
 
 
-def _storage(doc: Mapping[str, Any]) -> StorageConfig:
-    storage = doc["storage"]
-    drivers = _drivers(storage)
+def _storage(storage: Section, redis: RedisSettings, warnings: list[str]) -> StorageConfig:
+    drivers = _drivers(storage.raw)
     if not drivers:
         raise ConfigError("storage: no driver configured")
     if len(drivers) > 1:
         raise ConfigError(f"storage: exactly one driver allowed, got {', '.join(drivers)}")
     driver = drivers[0]
-    parameters = dict(as_mapping(storage[driver] or {}, f"storage.{driver}"))
+    parameters = dict(as_mapping(storage.value(driver) or {}, f"storage.{driver}"))
     if driver == "filesystem" and parameters.get("rootdirectory") is None:
         parameters["rootdirectory"] = DEFAULT_ROOTDIRECTORY
-    cache = _section(storage, "cache")
+    params = _driver_params(driver, parameters, warnings)
+    cache = storage.section("cache")
+    maintenance = storage.section("maintenance")
+    blobdescriptor = "blobdescriptor" if cache.has("blobdescriptor") else "layerinfo"
     return StorageConfig(
         driver=driver,
         parameters=_freeze_map(parameters),
-        delete_enabled=_bool(_get(storage, "delete", "enabled"), False, "storage.delete.enabled"),
-        readonly=_bool(
-            _get(storage, "maintenance", "readonly", "enabled"),
-            False,
-            "storage.maintenance.readonly.enabled",
-        ),
-        redirect_disable=_bool(
-            _get(storage, "redirect", "disable"), False, "storage.redirect.disable"
-        ),
-        blobdescriptor_cache=_blobdescriptor(cache, doc),
-        blobdescriptor_size=_blobdescriptor_size(cache.get("blobdescriptorsize")),
-        tags_cache=_tags_cache(cache, doc),
-        tags_ttl=parse_duration(cache["tagsttl"]) if cache.get("tagsttl") is not None else 2.0,
-        maintenance=_freeze_map(storage.get("maintenance")),
+        params=params,
+        delete_enabled=storage.section("delete").flag("enabled"),
+        readonly=maintenance.section("readonly").flag("enabled"),
+        redirect_disable=storage.section("redirect").flag("disable"),
+        blobdescriptor_cache=_cache_kind(cache, blobdescriptor, redis),
+        blobdescriptor_size=cache.integer("blobdescriptorsize", 10000, 1),
+        tags_cache=_cache_kind(cache, "tags", redis),
+        tags_ttl=cache.duration("tagsttl", 2.0),
+        purge=purge.parse(maintenance.value("uploadpurging")),
+        gc=gc.parse(maintenance.value("gc")),
     )
 
 
-def _blobdescriptor(cache: Mapping[str, Any], doc: Mapping[str, Any]) -> str | None:
-    key = "blobdescriptor" if cache.get("blobdescriptor") is not None else "layerinfo"
-    path = f"storage.cache.{key}"
-    value = _str(cache.get(key), "", path)
+def _driver_params(driver: str, parameters: dict[str, Any], warnings: list[str]) -> Any:
+    """Check ``storage.<driver>`` against the driver's key table, then parse it (at load, so a
+    misspelt, wrongly typed or missing key is found before anything starts)."""
+    from fastreg.storage.factory import parameters_module  # the drivers depend on this package
+
+    module = parameters_module(driver)
+    if module is None:
+        return None  # an unknown driver: create_driver names it at start
+    check(module.KEYS, parameters, f"storage.{driver}", warnings)
+    return module.parse(parameters)
+
+
+def _cache_kind(cache: Section, key: str, redis: RedisSettings) -> str | None:
+    value = cache.text(key)
     if not value:
         return None
-    if value not in _BLOBDESCRIPTOR_CACHES:
-        raise ConfigError(f"{path}: expected one of inmemory, redis, got {value!r}")
-    if value == "redis" and not _get(doc, "redis", "addr"):
-        raise ConfigError(f"{path}: 'redis' needs redis.addr to be configured")
+    if value not in _CACHES:
+        raise ConfigError(f"{cache.key(key)}: expected one of inmemory, redis, got {value!r}")
+    if value == "redis" and not redis.configured:
+        raise ConfigError(f"{cache.key(key)}: 'redis' needs redis.addr to be configured")
     return value
 
 
-def _tags_cache(cache: Mapping[str, Any], doc: Mapping[str, Any]) -> str | None:
-    value = _str(cache.get("tags"), "", "storage.cache.tags")
-    if not value:
-        return None
-    if value not in _BLOBDESCRIPTOR_CACHES:
-        raise ConfigError(f"storage.cache.tags: expected one of inmemory, redis, got {value!r}")
-    if value == "redis" and not _get(doc, "redis", "addr"):
-        raise ConfigError("storage.cache.tags: 'redis' needs redis.addr to be configured")
-    return value
-
-
-def _blobdescriptor_size(value: Any) -> int:
-    size = 10000 if value is None else as_int(value, "storage.cache.blobdescriptorsize")
-    if size <= 0:
-        raise ConfigError(f"storage.cache.blobdescriptorsize: expected a positive size, got {size}")
-    return size
-
-
-def _idle_timeout(value: Any, key: str) -> float:
-    """`http.sendtimeout` / `http.readtimeout`: a positive duration, 60s when not given."""
-    seconds = 60.0 if value is None else as_duration(value, key)
-    if seconds <= 0:
-        raise ConfigError(f"{key}: expected a positive duration, got {value!r}")
-    return seconds
-
-
-def _http(http: Mapping[str, Any]) -> HTTPConfig:
+def _http(http: Section) -> HTTPConfig:
+    tls = http.section("tls")
     config = HTTPConfig(
-        addr=_str(http.get("addr"), ":5000", "http.addr") or ":5000",
-        net=_choice(http.get("net"), "tcp", "http.net", _NETS),
-        prefix=_str(http.get("prefix"), "", "http.prefix"),
-        host=_str(http.get("host"), "", "http.host"),
-        secret=_str(http.get("secret"), "", "http.secret"),
-        relativeurls=_bool(http.get("relativeurls"), False, "http.relativeurls"),
-        headers=as_headers(http.get("headers") or {}, "http.headers"),
-        draintimeout_seconds=as_duration(http.get("draintimeout") or 0, "http.draintimeout"),
-        sendtimeout_seconds=_idle_timeout(http.get("sendtimeout"), "http.sendtimeout"),
-        readtimeout_seconds=_idle_timeout(http.get("readtimeout"), "http.readtimeout"),
-        tls=_freeze_map(http.get("tls")),
-        debug=_freeze_map(http.get("debug")),
+        addr=http.text("addr", ":5000"),
+        net=http.choice("net", "tcp", _NETS),
+        prefix=http.text("prefix"),
+        host=http.text("host"),
+        secret=http.text("secret"),
+        relativeurls=http.flag("relativeurls"),
+        headers=http.headers("headers"),
+        draintimeout_seconds=http.duration("draintimeout", 0.0),
+        sendtimeout_seconds=http.positive_duration("sendtimeout", 60.0),
+        readtimeout_seconds=http.positive_duration("readtimeout", 60.0),
+        tls=TLSSettings(
+            certificate=tls.text("certificate"),
+            key=tls.text("key"),
+            clientcas=tls.strlist("clientcas"),
+            minimumtls=tls.text("minimumtls"),
+            ciphersuites=tls.strlist("ciphersuites"),
+        ),
+        debug=parse_debug(http.value("debug")),
     )
     if config.net == "tcp":
         config.host_port()  # a bad address fails at load time, not at bind time
