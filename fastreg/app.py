@@ -121,7 +121,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     )
     app[METRICS] = Metrics()  # per application, never global
     storage = instrument(
-        driver or create_driver(config.storage.driver, config.storage.driver_settings()),
+        driver or create_driver(config.storage.driver, config.storage.params),
         app[METRICS],
     )
     descriptors, tags = caches(config)

@@ -92,7 +92,7 @@ def _garbage_collect(args: argparse.Namespace) -> int:
         delay=delay,
         verbose=not args.quiet,
     )
-    driver = create_driver(config.storage.driver, config.storage.driver_settings())
+    driver = create_driver(config.storage.driver, config.storage.params)
 
     async def go() -> str:
         try:
@@ -108,8 +108,8 @@ def _garbage_collect(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     src_config, dst_config = _load(args.src), _load(args.dst)
-    src = create_driver(src_config.storage.driver, src_config.storage.driver_settings())
-    dst = create_driver(dst_config.storage.driver, dst_config.storage.driver_settings())
+    src = create_driver(src_config.storage.driver, src_config.storage.params)
+    dst = create_driver(dst_config.storage.driver, dst_config.storage.params)
 
     async def go() -> str:
         try:

@@ -14,7 +14,6 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
 
 from aiohttp import web
 
@@ -31,9 +30,7 @@ PURGE_JITTER = 3600.0
 
 
 def setup_maintenance(app: web.Application, config: Config, jitter: float = PURGE_JITTER) -> None:
-    readonly = config.storage.readonly
-    purge = replace(config.storage.purge, enabled=config.storage.purge.enabled and not readonly)
-    gc = replace(config.storage.gc, enabled=config.storage.gc.enabled and not readonly)
+    purge, gc = config.storage.purge, config.storage.gc  # both off in read-only mode
 
     async def run(app: web.Application) -> AsyncIterator[None]:
         driver = app[REGISTRY].driver

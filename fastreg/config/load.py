@@ -54,6 +54,7 @@ from fastreg.registry import purge
 from fastreg.registry.gc import settings as gc
 from fastreg.registry.gc.settings import OnlineGCSettings
 from fastreg.registry.purge import PurgeSettings
+from fastreg.storage.filesystem import FilesystemParams
 
 __all__ = [
     "Config",
@@ -94,8 +95,8 @@ class StorageConfig:
     parameters: Mapping[str, Any] = field(
         default_factory=lambda: MappingProxyType({"rootdirectory": DEFAULT_ROOTDIRECTORY})
     )
-    #: the driver's typed settings (its params module's ``parse``); None: build from ``parameters``
-    params: Any = None
+    #: the driver's typed settings (its params module's ``parse``; None for a driver fastreg lacks)
+    params: Any = field(default_factory=FilesystemParams)
     delete_enabled: bool = False
     readonly: bool = False
     redirect_disable: bool = False
@@ -104,12 +105,9 @@ class StorageConfig:
     # fastreg only: cache tag lists (`storage.cache.tags`, inmemory | redis) for `tagsttl`
     tags_cache: str | None = None
     tags_ttl: float = 2.0
-    purge: PurgeSettings = field(default_factory=PurgeSettings)  # maintenance.uploadpurging
-    gc: OnlineGCSettings = field(default_factory=OnlineGCSettings)  # maintenance.gc
-
-    def driver_settings(self) -> Any:
-        """What ``create_driver(self.driver, ...)`` takes: the typed settings when parsed."""
-        return self.parameters if self.params is None else self.params
+    # `maintenance.uploadpurging` and `maintenance.gc`, both off in read-only mode
+    purge: PurgeSettings = field(default_factory=PurgeSettings)
+    gc: OnlineGCSettings = field(default_factory=OnlineGCSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,19 +290,20 @@ def _storage(storage: Section, redis: RedisSettings, warnings: list[str]) -> Sto
     cache = storage.section("cache")
     maintenance = storage.section("maintenance")
     blobdescriptor = "blobdescriptor" if cache.has("blobdescriptor") else "layerinfo"
+    readonly = maintenance.section("readonly").flag("enabled")
     return StorageConfig(
         driver=driver,
         parameters=_freeze_map(parameters),
         params=params,
         delete_enabled=storage.section("delete").flag("enabled"),
-        readonly=maintenance.section("readonly").flag("enabled"),
+        readonly=readonly,
         redirect_disable=storage.section("redirect").flag("disable"),
         blobdescriptor_cache=_cache_kind(cache, blobdescriptor, redis),
         blobdescriptor_size=cache.integer("blobdescriptorsize", 10000, 1),
         tags_cache=_cache_kind(cache, "tags", redis),
         tags_ttl=cache.duration("tagsttl", 2.0),
-        purge=purge.parse(maintenance.value("uploadpurging")),
-        gc=gc.parse(maintenance.value("gc")),
+        purge=purge.parse(maintenance.value("uploadpurging"), readonly),
+        gc=gc.parse(maintenance.value("gc"), readonly),
     )
 
 

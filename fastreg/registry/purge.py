@@ -29,13 +29,13 @@ class PurgeSettings:
     dryrun: bool = False
 
 
-def parse(section: Any) -> PurgeSettings:
-    """`storage.maintenance.uploadpurging`, defaults when absent (the server turns it off in
-    read-only mode: fastreg.maintenance)."""
+def parse(section: Any, readonly: bool = False) -> PurgeSettings:
+    """`storage.maintenance.uploadpurging`, with Distribution's rules: defaults when the section
+    is absent, off in read-only mode."""
     p = Section(section, "storage.maintenance.uploadpurging")
     default = PurgeSettings()
     settings = PurgeSettings(
-        enabled=p.flag("enabled", True),
+        enabled=p.flag("enabled", True) and not readonly,
         age=p.duration("age", default.age) or default.age,
         interval=p.duration("interval", default.interval) or default.interval,
         dryrun=p.flag("dryrun"),

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fastreg.cache import RedisDescriptorCache
+from fastreg.redis_settings import parse as parse_redis
 from fastreg.registry import leases
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.leases import UploadLeases
@@ -23,8 +24,8 @@ PATH = f"/docker/registry/v2/repositories/r/_uploads/{UPLOAD}/startedat"
 
 
 def redis(addr: str) -> RedisDescriptorCache:
-    return RedisDescriptorCache.from_config({"addr": addr, "dialtimeout": "200ms",
-                                             "readtimeout": "200ms"})  # fmt: skip
+    return RedisDescriptorCache.from_config(parse_redis({"addr": addr, "dialtimeout": "200ms",
+                                             "readtimeout": "200ms"}))  # fmt: skip
 
 
 def host_local_driver() -> S3Driver:

@@ -21,12 +21,12 @@ class OnlineGCSettings:
     dryrun: bool = False
 
 
-def parse(section: Any) -> OnlineGCSettings:
-    """`storage.maintenance.gc`, checked; ConfigError names the key."""
+def parse(section: Any, readonly: bool = False) -> OnlineGCSettings:
+    """`storage.maintenance.gc`, checked (off in read-only mode); ConfigError names the key."""
     p = Section(section, "storage.maintenance.gc")
     default = OnlineGCSettings()
     settings = OnlineGCSettings(
-        enabled=p.flag("enabled"),
+        enabled=p.flag("enabled") and not readonly,
         interval=p.duration("interval", default.interval) or default.interval,
         delay=p.duration("delay", default.delay),
         dryrun=p.flag("dryrun"),
