@@ -2,6 +2,6 @@
 
 import sys
 
-from fastreg.cli import main
+from fastreg.cli.main import main
 
 sys.exit(main())

@@ -12,18 +12,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from fastreg.allocator import return_freed_memory
 from fastreg.api.context import HTTP, REGISTRY, REQUEST_IDS, SENDER, HTTPSettings, RequestIds
 from fastreg.api.middleware import access_log, add_headers, errors, host_check
 from fastreg.api.routes import setup_routes
 from fastreg.api.sendfile import Sender
 from fastreg.auth.middleware import setup_auth
-from fastreg.cache import (
-    InMemoryDescriptorCache,
-    InMemoryTagCache,
-    RedisDescriptorCache,
-    RedisTagCache,
-)
 from fastreg.config import Config
 from fastreg.config.convert import header_pairs
 from fastreg.debug import health_gate, setup_health
@@ -31,8 +24,15 @@ from fastreg.maintenance import setup_maintenance
 from fastreg.metrics import METRICS, Metrics, observe
 from fastreg.notify.service import setup_notifications
 from fastreg.registry.blobs import DescriptorCache
+from fastreg.registry.cache.caches import (
+    InMemoryDescriptorCache,
+    InMemoryTagCache,
+    RedisDescriptorCache,
+    RedisTagCache,
+)
 from fastreg.registry.service import Registry, RegistrySettings
 from fastreg.registry.tags import TagListCache
+from fastreg.server.allocator import return_freed_memory
 from fastreg.storage.base import StorageDriver
 from fastreg.storage.factory import create_driver
 from fastreg.storage.instrumented import instrument

@@ -99,8 +99,13 @@ def _seed(environment: Any, **_: Any) -> None:
 
 
 class RegistryUser(HttpUser):
+    """A docker-like client. Each user first runs every task of its suite once, in the order of
+    ``first_round``, then the weighted mix: a short run (the tests', a smoke run) then makes every
+    kind of request its suite is about, whatever the random draw, and a long run keeps the mix."""
+
     abstract = True
     wait_time = between(0.0, 0.3)
+    first_round: tuple[str, ...] = ()
 
     def on_start(self) -> None:
         o = self.environment.parsed_options
@@ -114,6 +119,8 @@ class RegistryUser(HttpUser):
         self.builds = 0
         self.last: Image | None = None
         self.registry.ping()
+        for name in self.first_round:
+            getattr(self, name)()
 
     def pull_popular(self) -> None:
         repo, tag, image = random.choice(self.cat["popular"])
@@ -141,6 +148,8 @@ class RegistryUser(HttpUser):
 
 
 class PushUser(RegistryUser):
+    first_round = ("chunked", "streamed", "monolithic")
+
     @task(2)
     def chunked(self) -> None:
         self.push_build("chunked")
@@ -155,6 +164,8 @@ class PushUser(RegistryUser):
 
 
 class PullUser(RegistryUser):
+    first_round = ("popular", "cold")
+
     @task(9)
     def popular(self) -> None:
         self.pull_popular()
@@ -166,6 +177,8 @@ class PullUser(RegistryUser):
 
 class CIUser(RegistryUser):
     """90 % pulls (mostly popular base images), 10 % pushes of a build."""
+
+    first_round = ("popular", "cold", "push")
 
     @task(8)
     def popular(self) -> None:
@@ -182,6 +195,8 @@ class CIUser(RegistryUser):
 
 class ReleaseUser(RegistryUser):
     """Mostly pushes (70 %), then checks of what was released: pull it back, list the tags."""
+
+    first_round = ("chunked", "monolithic", "streamed", "verify", "tags")
 
     @task(3)
     def chunked(self) -> None:

@@ -14,7 +14,7 @@ from aiohttp import web
 from fastreg.api.context import registry_of
 from fastreg.api.params import page_size
 from fastreg.registry.digests import Digest
-from fastreg.registry.manifests import OCI_INDEX
+from fastreg.registry.mediatypes import OCI_INDEX
 
 CATALOG_DEFAULT_PAGE = 100
 CATALOG_MAX_PAGE = 1000

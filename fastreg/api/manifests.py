@@ -13,14 +13,8 @@ from fastreg.api.body import body_chunks
 from fastreg.api.context import registry_of, url_for
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
-from fastreg.registry.manifests import (
-    DOCKER_LIST,
-    DOCKER_MANIFEST,
-    MAX_MANIFEST_SIZE,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    Manifest,
-)
+from fastreg.registry.manifests import MAX_MANIFEST_SIZE, Manifest
+from fastreg.registry.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from fastreg.registry.names import parse_reference, validate_tag
 
 

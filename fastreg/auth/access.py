@@ -30,6 +30,8 @@ _ACTION_RE = re.compile(r"[a-z]*|\*")
 # a scope name: printable ASCII without spaces, quotes or backslashes (it goes into a header)
 _NAME_RE = re.compile(r"[!#-\[\]-~]+")
 MAX_SCOPE = 512
+#: The longest bearer token accepted (a JWT with many grants stays far below).
+MAX_TOKEN = 64 * 1024
 
 
 class Access(NamedTuple):  # a tuple: built on every request, cheaply

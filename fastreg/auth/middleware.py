@@ -23,6 +23,7 @@ from aiohttp.typedefs import Handler
 from fastreg.api.context import ACTOR, MOUNT_FROM_ALLOWED
 from fastreg.api.routes import resolve
 from fastreg.auth.access import (
+    MAX_TOKEN,
     PULL,
     REPOSITORY,
     Access,
@@ -31,7 +32,7 @@ from fastreg.auth.access import (
     required_access,
 )
 from fastreg.auth.htpasswd import HtpasswdFile
-from fastreg.auth.settings import MAX_TOKEN, HtpasswdSettings
+from fastreg.auth.settings import HtpasswdSettings
 from fastreg.config import Config, ConfigError
 from fastreg.registry.errors import ErrorCode, RegistryError
 

@@ -33,9 +33,6 @@ from typing import Any
 
 from fastreg.config.convert import ConfigError, Section
 
-#: The longest bearer token accepted (a JWT with many grants stays far below).
-MAX_TOKEN = 64 * 1024
-
 _SERVER_KEYS = frozenset({"key", "htpasswd", "acl", "expiration", "refreshexpiration",
                           "embedded", "addr", "path"})
 

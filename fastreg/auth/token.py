@@ -19,7 +19,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import Algorithm, get_default_algorithms
 
-from fastreg.auth.access import Grants, MalformedAccess
+from fastreg.auth.access import MAX_TOKEN, Grants, MalformedAccess
 from fastreg.auth.keys import (
     PublicKey,
     TrustStore,
@@ -28,7 +28,6 @@ from fastreg.auth.keys import (
     key_from_jwk,
     spki_der,
 )
-from fastreg.auth.settings import MAX_TOKEN
 
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
               "ES256", "ES384", "ES512", "EdDSA")

@@ -14,11 +14,11 @@ import orjson
 from aiohttp import web
 
 from fastreg.api.context import REQUEST_ID, registry_of
-from fastreg.auth.access import Required, printable_name, scope_param
+from fastreg.auth.access import MAX_TOKEN, Required, printable_name, scope_param
 from fastreg.auth.cache import CredentialCache
 from fastreg.auth.keys import TrustStore, load_bundle, load_jwks
 from fastreg.auth.middleware import MAX_GRANT, Identity, _quoted, _read, challenge
-from fastreg.auth.settings import MAX_TOKEN, TokenSettings
+from fastreg.auth.settings import TokenSettings
 from fastreg.auth.token import Claims, ExpiredToken, InvalidToken, TokenVerifier
 from fastreg.auth.tokenserver import Issuer
 from fastreg.registry import layout

@@ -48,9 +48,9 @@ from fastreg.config.convert import (
 from fastreg.config.keys import ROOT, STORAGE_SECTIONS, apply_env, check
 from fastreg.debugsettings import DebugSettings, HealthSettings, parse_debug, parse_health
 from fastreg.notify.config import NotifyConfig, parse_notifications
-from fastreg.redis_settings import RedisSettings
-from fastreg.redis_settings import parse as parse_redis
 from fastreg.registry import purge
+from fastreg.registry.cache.redis import RedisSettings
+from fastreg.registry.cache.redis import parse as parse_redis
 from fastreg.registry.gc import settings as gc
 from fastreg.registry.gc.settings import OnlineGCSettings
 from fastreg.registry.purge import PurgeSettings

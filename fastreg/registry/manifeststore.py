@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 
-from fastreg.lru import LRU
 from fastreg.registry import layout
 from fastreg.registry.blobs import BlobStore, read_link
+from fastreg.registry.cache.lru import LRU
 from fastreg.registry.catalog import Catalog
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.manifests import MAX_MANIFEST_SIZE, Descriptor, Manifest, parse_manifest
+from fastreg.registry.quietly import delete_quietly, list_quietly, stored
 from fastreg.registry.tags import TagStore
-from fastreg.storage.base import PathNotFound, StorageDriver
+from fastreg.storage.base import StorageDriver
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,17 +153,17 @@ class ManifestStore:
         them since; they are simply written once more. All checks at once: each is a round trip
         on object storage."""
         own = layout.blob_data(manifest.digest)
-        own_stored, *stored = await asyncio.gather(
-            _stored(self.driver, own),
-            *(_stored(self.driver, layout.blob_data(b.digest)) for b in manifest.blobs),
+        own_stored, *found = await asyncio.gather(
+            stored(self.driver, own),
+            *(stored(self.driver, layout.blob_data(b.digest)) for b in manifest.blobs),
         )
         if not own_stored:
             await self.driver.put_content(own, manifest.raw)
-        missing = [b.digest for b, ok in zip(manifest.blobs, stored, strict=True) if not ok]
+        missing = [b.digest for b, ok in zip(manifest.blobs, found, strict=True) if not ok]
         if missing:
             for d in missing:
                 await self.blobs.cache.forget(d)  # or the next push would skip the upload again
-            await _delete_quietly(self.driver, layout.revision_dir(name, manifest.digest))
+            await delete_quietly(self.driver, layout.revision_dir(name, manifest.digest))
             raise RegistryError(
                 ErrorCode.MANIFEST_BLOB_UNKNOWN,
                 detail={"digests": [str(d) for d in missing]},
@@ -180,8 +181,8 @@ class ManifestStore:
                 pass  # removed concurrently: the outcome is the same
         if manifest is not None and manifest.subject is not None:
             link = layout.referrer_link(name, manifest.subject.digest, digest)
-            await _delete_quietly(self.driver, link.rsplit("/", 1)[0])
-        await _delete_quietly(self.driver, layout.revision_dir(name, digest))
+            await delete_quietly(self.driver, link.rsplit("/", 1)[0])
+        await delete_quietly(self.driver, layout.revision_dir(name, digest))
         await self.catalog.changed()  # on object storage the last manifest takes the repository
 
     async def referrers(
@@ -190,8 +191,8 @@ class ManifestStore:
         """Manifests in ``name`` whose subject is ``subject``, optionally of one artifact type."""
         base = layout.referrers_dir(name, subject)
         found: list[Descriptor] = []
-        for algorithm in await _list_quietly(self.driver, base):
-            for hex_ in sorted(await _list_quietly(self.driver, f"{base}/{algorithm}")):
+        for algorithm in await list_quietly(self.driver, base):
+            for hex_ in sorted(await list_quietly(self.driver, f"{base}/{algorithm}")):
                 try:
                     digest = Digest.parse(f"{algorithm}:{hex_}")
                 except RegistryError:
@@ -219,24 +220,3 @@ class ManifestStore:
 def _with_digest(manifest: Manifest, digest: Digest) -> Manifest:
     return replace(manifest, digest=digest)
 
-
-async def _stored(driver: StorageDriver, path: str) -> bool:
-    try:
-        await driver.stat(path)
-    except PathNotFound:
-        return False
-    return True
-
-
-async def _delete_quietly(driver: StorageDriver, path: str) -> None:
-    try:
-        await driver.delete(path)
-    except PathNotFound:
-        pass
-
-
-async def _list_quietly(driver: StorageDriver, path: str) -> list[str]:
-    try:
-        return await driver.list(path)
-    except PathNotFound:
-        return []

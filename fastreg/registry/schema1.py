@@ -37,8 +37,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
-from fastreg.registry.manifests import SCHEMA1_LAYER as LAYER_MEDIA_TYPE
-from fastreg.registry.manifests import SCHEMA1_SIGNATURES as SIGNATURE_KEY
+from fastreg.registry.mediatypes import SCHEMA1_LAYER as LAYER_MEDIA_TYPE
+from fastreg.registry.mediatypes import SCHEMA1_SIGNATURES as SIGNATURE_KEY
 
 __all__ = [
     "LAYER_MEDIA_TYPE",

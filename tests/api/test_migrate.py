@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from fastreg.cli import main
-from fastreg.migrate import MigrateError, migrate
+from fastreg.cli.main import main
 from fastreg.registry import layout
 from fastreg.registry.digests import Digest
+from fastreg.registry.migrate import MigrateError, migrate
 from fastreg.storage.base import PathNotFound, StorageDriver
 from fastreg.storage.filesystem import FilesystemDriver
 from fastreg.storage.inmemory import InMemoryDriver

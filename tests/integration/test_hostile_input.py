@@ -171,15 +171,20 @@ def test_no_server_header(server: ServerProcess) -> None:
         "FUZZ /v2/ HTTP/1.1\r\nHost: x\r\n",  # a method aiohttp's parser does not know
         "GET /v2/ HTTP/1.1\r\nHost: x\r\nHost: y\r\n",  # a duplicate Host
         "GET /v2/?n=" + "9" * 9000 + " HTTP/1.1\r\nHost: x\r\n",  # a request line past the limit
+        "GET /v2/ HTTP/1.1\r\nHost: x\r\n" + "X-A: b\r\n" * 600,  # past max_headers
     ],
-    ids=["method", "duplicate-host", "long-line"],
+    ids=["method", "duplicate-host", "long-line", "too-many-headers"],
 )
 def test_requests_the_parser_refuses_log_no_traceback(server: ServerProcess, head: str) -> None:
-    """aiohttp answers these itself, before any route (a plain 400, as Go's net/http does for
-    Distribution); what any client can send at will must not log an error with a traceback."""
+    """aiohttp's parser refuses these before any route; the answer is still the registry's: a
+    400 with the OCI error body and no Server header, and what any client can send at will must
+    not log an error with a traceback."""
     before = len(server.output())
-    status, _, _ = exchange(server, head)
+    status, headers, payload = exchange(server, head)
     assert status == 400
+    assert "server" not in headers, headers
+    assert headers["content-type"].startswith("application/json"), (headers, payload[:200])
+    assert [e["code"] for e in json.loads(payload)["errors"]] == ["UNKNOWN"], payload[:200]
     status, _, _ = exchange(server, "GET /v2/ HTTP/1.1\r\nHost: x\r\n")  # the log has caught up
     assert status == 200
     new = server.output()[before:]

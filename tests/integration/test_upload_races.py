@@ -196,3 +196,23 @@ def test_a_stalled_body_is_cut_after_readtimeout_and_frees_the_upload(tmp_path: 
         assert blob.read_body == body  # type: ignore[attr-defined]
     finally:
         server.stop()
+
+
+def test_a_slow_body_that_keeps_coming_is_never_cut(tmp_path: Path) -> None:
+    """`http.readtimeout` is an idle timeout: a body sent in pieces 0.4 s apart takes 3 s in
+    all, three times the timeout, and is taken whole."""
+    server = start_fastreg(tmp_path / "root", tmp_path / "w", extra={"http": {"readtimeout": "1s"}})
+    try:
+        body = os.urandom(8 * 64 * 1024)
+        path = upload_path(request(server, "POST", "/v2/slow/blobs/uploads/"))
+        pieces = [body[i : i + 64 * 1024] for i in range(0, len(body), 64 * 1024)]
+        sock = _hold_patch(server, path, len(body), pieces[0])
+        for piece in pieces[1:]:
+            time.sleep(0.4)
+            sock.sendall(piece)
+        status, code = _answer(sock)
+        assert (status, code) == (202, "")
+        resp = request(server, "PUT", f"{path}?digest={_sha(body)}")
+        assert resp.status == 201, resp.read_body  # type: ignore[attr-defined]
+    finally:
+        server.stop()

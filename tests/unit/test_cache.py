@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from fastreg.cache import (
+from fastreg.registry.cache.caches import (
     InMemoryDescriptorCache,
     InMemoryTagCache,
     RedisDescriptorCache,
     RedisTagCache,
 )
-from fastreg.redis_settings import parse as parse_redis
+from fastreg.registry.cache.redis import parse as parse_redis
 from fastreg.registry.digests import Digest
 from tests.redis_server import RedisServer, redis_server  # noqa: F401 - fixture
 

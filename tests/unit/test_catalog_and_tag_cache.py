@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from fastreg.cache import InMemoryDescriptorCache, InMemoryTagCache
 from fastreg.registry import layout
+from fastreg.registry.cache.caches import InMemoryDescriptorCache, InMemoryTagCache
 from fastreg.registry.catalog import CATALOG_KEY
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import RegistryError

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fastreg.cache import RedisDescriptorCache
-from fastreg.redis_settings import parse as parse_redis
 from fastreg.registry import leases
+from fastreg.registry.cache.caches import RedisDescriptorCache
+from fastreg.registry.cache.redis import parse as parse_redis
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.leases import UploadLeases
 from fastreg.storage.inmemory import InMemoryDriver

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fastreg.configkeys import ConfigError
+from fastreg.config import ConfigError
 from fastreg.notify.config import default_spool_directory, parse_notifications
 from fastreg.notify.spool import Slot, Spool, encode, other_slots
 

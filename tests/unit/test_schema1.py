@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from fastreg.registry import manifests as m
+from fastreg.registry import mediatypes as mt
 from fastreg.registry import schema1
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
@@ -53,12 +54,12 @@ def signed(ec_key: ec.EllipticCurvePrivateKey) -> bytes:
     return sign_schema1(payload(), ec_key)
 
 
-def parse(raw: bytes, content_type: str | None = m.SCHEMA1_SIGNED) -> m.Manifest:
+def parse(raw: bytes, content_type: str | None = mt.SCHEMA1_SIGNED) -> m.Manifest:
     return m.parse_manifest(content_type, raw, schema1_enabled=True)
 
 
 def fails(
-    code: ErrorCode, raw: bytes, content_type: str | None = m.SCHEMA1_SIGNED
+    code: ErrorCode, raw: bytes, content_type: str | None = mt.SCHEMA1_SIGNED
 ) -> RegistryError:
     with pytest.raises(RegistryError) as info:
         parse(raw, content_type)
@@ -129,10 +130,10 @@ def test_b64url_helpers() -> None:
 
 def test_signed_manifest_accepted(signed: bytes, ec_key: ec.EllipticCurvePrivateKey) -> None:
     manifest = parse(signed)
-    assert manifest.media_type == m.SCHEMA1_SIGNED
+    assert manifest.media_type == mt.SCHEMA1_SIGNED
     assert manifest.raw == signed  # the signed bytes are what is stored and served
     assert [str(b.digest) for b in manifest.blobs] == [dg("top"), dg("base")]  # deduped
-    assert all(b.size == -1 and b.media_type == m.SCHEMA1_LAYER for b in manifest.blobs)
+    assert all(b.size == -1 and b.media_type == mt.SCHEMA1_LAYER for b in manifest.blobs)
     parsed = schema1.parse_schema1(signed, signed=True)
     assert parsed.signed and parsed.key_ids == (key_id(ec_key.public_key()),)
     assert (parsed.name, parsed.tag, parsed.architecture) == ("library/busybox", "latest", "amd64")
@@ -151,8 +152,8 @@ def test_digest_is_of_payload_without_signatures(signed: bytes) -> None:
 
 
 def test_detected_and_accepted_without_content_type(signed: bytes) -> None:
-    for content_type in (None, "application/json", m.SCHEMA1):
-        assert parse(signed, content_type).media_type == m.SCHEMA1_SIGNED
+    for content_type in (None, "application/json", mt.SCHEMA1):
+        assert parse(signed, content_type).media_type == mt.SCHEMA1_SIGNED
 
 
 def test_tampered_payload_is_unverified(signed: bytes) -> None:
@@ -204,7 +205,7 @@ def test_other_curves(curve: ec.EllipticCurve, alg: str, size: int) -> None:
     sig = json.loads(raw)["signatures"][0]
     assert sig["header"]["alg"] == alg
     assert len(b64url_decode(sig["signature"])) == size
-    assert parse(raw).media_type == m.SCHEMA1_SIGNED
+    assert parse(raw).media_type == mt.SCHEMA1_SIGNED
 
 
 def test_rsa_key() -> None:
@@ -240,7 +241,7 @@ def test_x5c_chain_key_is_used(ec_key: ec.EllipticCurvePrivateKey, signed: bytes
     # the chain's key wins over a (wrong) jwk
     other = json.loads(sign_schema1(payload(), ec.generate_private_key(ec.SECP256R1())))
     sigs[0]["header"]["jwk"] = other["signatures"][0]["header"]["jwk"]
-    assert parse(join(prefix, sigs)).media_type == m.SCHEMA1_SIGNED
+    assert parse(join(prefix, sigs)).media_type == mt.SCHEMA1_SIGNED
 
 
 def test_two_signatures(signed: bytes) -> None:
@@ -261,7 +262,7 @@ def test_missing_or_empty_signatures_is_invalid(signed: bytes) -> None:
     prefix, _sigs = split(signed)
     fails(ErrorCode.MANIFEST_INVALID, join(prefix, []))
     no_key = json.dumps(payload(), indent=3).encode()
-    fails(ErrorCode.MANIFEST_INVALID, no_key, m.SCHEMA1_SIGNED)
+    fails(ErrorCode.MANIFEST_INVALID, no_key, mt.SCHEMA1_SIGNED)
 
 
 @pytest.mark.parametrize(
@@ -344,8 +345,8 @@ def test_wrongly_typed_fields_are_invalid(ec_key: ec.EllipticCurvePrivateKey) ->
 
 def test_unsigned_manifest() -> None:
     raw = json.dumps(payload(), indent=3).encode()
-    manifest = parse(raw, m.SCHEMA1)
-    assert manifest.media_type == m.SCHEMA1
+    manifest = parse(raw, mt.SCHEMA1)
+    assert manifest.media_type == mt.SCHEMA1
     assert manifest.digest == Digest.from_bytes(raw)
     assert [str(b.digest) for b in manifest.blobs] == [dg("top"), dg("base")]
     parsed = schema1.parse_schema1(raw, signed=False)
@@ -353,8 +354,8 @@ def test_unsigned_manifest() -> None:
 
 
 def test_unsigned_manifest_still_checked() -> None:
-    fails(ErrorCode.NAME_INVALID, json.dumps(payload(name="")).encode(), m.SCHEMA1)
-    fails(ErrorCode.MANIFEST_INVALID, json.dumps(payload(history=[])).encode(), m.SCHEMA1)
+    fails(ErrorCode.NAME_INVALID, json.dumps(payload(name="")).encode(), mt.SCHEMA1)
+    fails(ErrorCode.MANIFEST_INVALID, json.dumps(payload(history=[])).encode(), mt.SCHEMA1)
 
 
 # --- signing helper ---------------------------------------------------------------------------

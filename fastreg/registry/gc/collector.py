@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fastreg.progress import Progress, human_bytes
 from fastreg.registry import layout
 from fastreg.registry.digests import Digest
 from fastreg.registry.gc.scan import (
@@ -23,7 +22,6 @@ from fastreg.registry.gc.scan import (
     digests_under,
     kept_manifests,
     list_blobs,
-    list_quietly,
     load_manifest,
     references,
     repositories,
@@ -32,6 +30,8 @@ from fastreg.registry.gc.scan import (
     tombstone,
 )
 from fastreg.registry.manifests import Manifest
+from fastreg.registry.progress import SILENT, Progress, human_bytes
+from fastreg.registry.quietly import delete_quietly, list_quietly, stored
 from fastreg.storage.base import PathNotFound, StorageDriver
 
 LOCK_TTL = 600.0  # a lock not refreshed for this long belongs to a collector that died
@@ -105,7 +105,7 @@ class _Collector:
     ) -> None:
         self.driver = driver
         self.options = options
-        self.progress = progress or Progress(enabled=False)
+        self.progress = progress or SILENT
         self._emit = emit
         self.report = GCReport()
         self.owner = uuid.uuid4().hex
@@ -193,7 +193,7 @@ class _Collector:
                 info = await self.driver.stat(layout.blob_data(d))
             except PathNotFound:
                 if self.options.delay is None and not self.options.dry_run:
-                    await _delete_quietly(self.driver, layout.blob_dir(d))  # an empty folder
+                    await delete_quietly(self.driver, layout.blob_dir(d))  # an empty folder
                 continue
             if self.options.delay is not None and info.modtime > now - self.options.delay:
                 self.report.too_young += 1
@@ -221,18 +221,18 @@ class _Collector:
             name = scan.name
             for tag in await list_quietly(self.driver, layout.tags(name)):
                 entry = layout.tag_index_link(name, tag, d).rsplit("/", 1)[0]
-                await _delete_quietly(self.driver, entry)
+                await delete_quietly(self.driver, entry)
             m = scan.revisions.get(d)
             if m is not None and m.subject is not None:
                 link = layout.referrer_link(name, m.subject.digest, d)
-                await _delete_quietly(self.driver, link.rsplit("/", 1)[0])
-            await _delete_quietly(self.driver, layout.revision_dir(name, d))
+                await delete_quietly(self.driver, link.rsplit("/", 1)[0])
+            await delete_quietly(self.driver, layout.revision_dir(name, d))
             self.report.manifests_deleted += 1
 
     async def _sweep_offline(self, eligible: dict[Digest, int]) -> set[Digest]:
         self.progress.start("deleting", len(eligible))
         for d in eligible:
-            await _delete_quietly(self.driver, layout.blob_dir(d))
+            await delete_quietly(self.driver, layout.blob_dir(d))
             self.progress.advance()
         self.report.blobs_deleted = len(eligible)
         return set(eligible)
@@ -269,7 +269,7 @@ class _Collector:
                 await self._restore(d)
                 self.report.restored += 1
             else:
-                await _delete_quietly(self.driver, tombstone(d))
+                await delete_quietly(self.driver, tombstone(d))
                 deleted.add(d)
         self.report.blobs_deleted = len(deleted)
         self.report.bytes_freed = sum(parked[d] for d in deleted)
@@ -315,9 +315,9 @@ class _Collector:
                 self.emit(f"{name}: layer link eligible for deletion: {d}")
                 # the link file only, as Distribution 3 does: removing its folder could take a
                 # concurrent writer's temporary file with it
-                await _delete_quietly(self.driver, layout.layer_link(name, d))
+                await delete_quietly(self.driver, layout.layer_link(name, d))
                 # online: the blob may have been uploaded again, link included, meanwhile
-                if self.options.delay is not None and await _exists(
+                if self.options.delay is not None and await stored(
                     self.driver, layout.blob_data(d)
                 ):
                     await self.driver.put_content(
@@ -360,17 +360,3 @@ class _Collector:
         except PathNotFound:
             pass
 
-
-async def _delete_quietly(driver: StorageDriver, path: str) -> None:
-    try:
-        await driver.delete(path)
-    except PathNotFound:
-        pass
-
-
-async def _exists(driver: StorageDriver, path: str) -> bool:
-    try:
-        await driver.stat(path)
-    except PathNotFound:
-        return False
-    return True

@@ -16,6 +16,7 @@ from fastreg.registry.catalog import list_repositories
 from fastreg.registry.digests import SUPPORTED_ALGORITHMS, Digest
 from fastreg.registry.errors import RegistryError
 from fastreg.registry.manifests import MAX_MANIFEST_SIZE, Manifest, parse_manifest
+from fastreg.registry.quietly import list_quietly
 from fastreg.storage.base import PathNotFound, StorageDriver
 
 GC_ROOT = f"{layout.ROOT}/_gc"
@@ -38,13 +39,6 @@ def parse_digest(algorithm: str, hex_: str) -> Digest | None:
         return Digest(algorithm, hex_)
     except RegistryError:
         return None
-
-
-async def list_quietly(driver: StorageDriver, path: str) -> list[str]:
-    try:
-        return await driver.list(path)
-    except PathNotFound:
-        return []
 
 
 async def digests_under(driver: StorageDriver, base: str) -> list[Digest]:

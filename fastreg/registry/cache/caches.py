@@ -27,9 +27,9 @@ from typing import Any
 
 import orjson
 
-from fastreg.lru import LRU
-from fastreg.redis_settings import RedisSettings
 from fastreg.registry.blobs import BlobInfo
+from fastreg.registry.cache.lru import LRU
+from fastreg.registry.cache.redis import RedisSettings
 from fastreg.registry.digests import Digest
 
 log = logging.getLogger("fastreg.cache")

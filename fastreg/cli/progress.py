@@ -1,4 +1,5 @@
-"""A small progress bar for the maintenance commands (`garbage-collect`, `migrate`).
+"""A small progress bar for the maintenance commands (`garbage-collect`, `migrate`): what the
+jobs report through `fastreg.registry.progress.Progress`, drawn.
 
 On a terminal the bar is redrawn in place on stderr; otherwise nothing is drawn and callers' plain
 log lines are the progress report. Lines printed through :meth:`Progress.print` go to stdout and
@@ -11,20 +12,14 @@ import sys
 import time
 from typing import Self, TextIO
 
+from fastreg.registry.progress import human_bytes
+
 _WIDTH = 30
 _REDRAW_EVERY = 0.1  # seconds: a bar redrawn per item would cost more than the work itself
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-class Progress:
-    """``with Progress(enabled) as p: p.start("marking", total); p.advance(); p.print(line)``."""
+class ProgressBar:
+    """``with ProgressBar(enabled) as p: p.start("marking", total); p.advance(); p.print(line)``."""
 
     def __init__(
         self, enabled: bool | None = None, out: TextIO | None = None, err: TextIO | None = None

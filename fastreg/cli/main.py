@@ -19,14 +19,16 @@ from multiprocessing.synchronize import Event as EventType
 
 from aiohttp import web
 
-from fastreg import __version__, commands
-from fastreg.allocator import tune_malloc
+from fastreg import __version__
+from fastreg.api.refusals import RegistryRunner
 from fastreg.app import create_app
 from fastreg.auth.middleware import check_auth
+from fastreg.cli import commands
+from fastreg.cli.limits import raise_open_files_limit
 from fastreg.config import Config, ConfigError, load_config
 from fastreg.debug import start_debug_server
-from fastreg.limits import raise_open_files_limit
 from fastreg.logs import setup_logging
+from fastreg.server.allocator import tune_malloc
 from fastreg.storage.base import StorageError
 from fastreg.storage.factory import UnknownDriver
 
@@ -114,7 +116,7 @@ def _check_free(host: str, port: int) -> None:
 async def _serve(config: Config, reuse_port: bool, ready: Callable[[], None] | None = None) -> None:
     host, port = config.http.host_port()
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=False)
+    runner = RegistryRunner(app, access_log=None, handler_cancellation=False)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,5 +1,5 @@
 """The `redis` section: the one Redis connection the blob descriptor cache, the tag-list cache
-and the upload leases share (fastreg.cache, fastreg.registry.leases).
+and the upload leases share (`caches`, fastreg.registry.leases).
 
 Defaults are the redis client's as fastreg has always used them: `127.0.0.1:6379`, database 0,
 1 s to connect and to answer, 64 connections. Durations are Distribution's `time.Duration`

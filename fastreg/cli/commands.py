@@ -11,11 +11,11 @@ import asyncio
 import os
 import sys
 
+from fastreg.cli.progress import ProgressBar
 from fastreg.config import Config, ConfigError, load_config, parse_duration
 from fastreg.logs import setup_logging
-from fastreg.migrate import MigrateError, migrate
-from fastreg.progress import Progress
 from fastreg.registry.gc import GCError, GCOptions, collect
+from fastreg.registry.migrate import MigrateError, migrate
 from fastreg.storage.base import StorageError
 from fastreg.storage.factory import UnknownDriver, create_driver
 
@@ -96,7 +96,7 @@ def _garbage_collect(args: argparse.Namespace) -> int:
 
     async def go() -> str:
         try:
-            with Progress() as progress:
+            with ProgressBar() as progress:
                 report = await collect(driver, options, progress.print, progress)
             return report.summary(options)
         finally:
@@ -113,7 +113,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
     async def go() -> str:
         try:
-            with Progress() as progress:
+            with ProgressBar() as progress:
                 report = await migrate(src, dst, progress, progress.print)
             return report.summary()
         finally:

@@ -20,13 +20,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fastreg.progress import Progress, human_bytes
 from fastreg.registry import layout
 from fastreg.registry.blobs import LINK_LIMIT
 from fastreg.registry.catalog import list_repositories
 from fastreg.registry.digests import Digest, new_hasher
 from fastreg.registry.errors import RegistryError
-from fastreg.registry.gc.scan import GCError, digests_under, list_blobs, list_quietly, load_manifest
+from fastreg.registry.gc.scan import GCError, digests_under, list_blobs, load_manifest
+from fastreg.registry.progress import SILENT, Progress, human_bytes
+from fastreg.registry.quietly import delete_quietly, list_quietly
 from fastreg.storage.base import PathNotFound, StorageDriver
 
 TEMP = f"{layout.ROOT}/_migrate"
@@ -61,7 +62,7 @@ async def migrate(
     progress: Progress | None = None,
     emit: Callable[[str], None] | None = None,
 ) -> MigrateReport:
-    m = _Migration(src, dst, progress or Progress(enabled=False), emit or (lambda _: None))
+    m = _Migration(src, dst, progress or SILENT, emit or (lambda _: None))
     await m.run()
     return m.report
 
@@ -80,10 +81,7 @@ class _Migration:
         self.revisions: set[tuple[str, Digest]] = set()
 
     async def run(self) -> None:
-        try:
-            await self.dst.delete(TEMP)  # what an interrupted run left
-        except PathNotFound:
-            pass
+        await delete_quietly(self.dst, TEMP)  # what an interrupted run left
         blobs = await list_blobs(self.src)
         sizes: dict[Digest, int] = {}
         for d in blobs:

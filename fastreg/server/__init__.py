@@ -1,0 +1,1 @@
+"""The running server: what a serving process needs beside the registry's own modules."""
