@@ -212,9 +212,10 @@ def test_env_sets_a_whole_map_from_yaml_text() -> None:
 
 
 def test_env_matches_existing_free_form_keys_case_insensitively() -> None:
-    text = "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    regionEndpoint: http://a\n"
+    text = "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    region: r\n    regionEndpoint: http://a\n"
     config = parse(text, REGISTRY_STORAGE_S3_REGIONENDPOINT="http://b")
-    assert dict(config.storage.parameters) == {"bucket": "b", "regionEndpoint": "http://b"}
+    assert dict(config.storage.parameters) == {
+        "bucket": "b", "region": "r", "regionEndpoint": "http://b"}
     config = parse(DEBIAN_CONFIG, REGISTRY_AUTH_HTPASSWD_PATH="/etc/htpasswd")
     assert config.auth == HtpasswdSettings(realm="basic-realm", path="/etc/htpasswd")
 
