@@ -28,10 +28,10 @@ from aiohttp.typedefs import Handler
 
 from fastreg.api.context import REGISTRY
 from fastreg.config import Config
-from fastreg.debugsettings import DEFAULT_INTERVAL, HTTPCheck, Timing
 from fastreg.metrics import METRICS, Counter, Gauge, Metrics
 from fastreg.notify.service import NOTIFIER
 from fastreg.registry.errors import ErrorCode, RegistryError
+from fastreg.server.health_settings import DEFAULT_INTERVAL, HTTPCheck, Timing
 
 log = logging.getLogger("fastreg.health")
 
@@ -85,7 +85,7 @@ HEALTH: web.AppKey[Health] = web.AppKey("health", Health)
 MAIN: web.AppKey[web.Application] = web.AppKey("main", web.Application)
 
 
-# --- checks from the `health` section (parsed at load: fastreg.debugsettings) ----------------
+# --- checks from the `health` section (parsed at load: fastreg.server.health_settings) ----------------
 
 
 def health_checks(config: Config, storage_probe: CheckFn) -> list[Check]:

@@ -42,11 +42,8 @@ from fastreg.config.convert import (
     as_str,
     describe,
     host_port,
-    parse_duration,
-    parse_size,
 )
 from fastreg.config.keys import ROOT, STORAGE_SECTIONS, apply_env, check
-from fastreg.debugsettings import DebugSettings, HealthSettings, parse_debug, parse_health
 from fastreg.notify.config import NotifyConfig, parse_notifications
 from fastreg.registry import purge
 from fastreg.registry.cache.redis import RedisSettings
@@ -54,20 +51,8 @@ from fastreg.registry.cache.redis import parse as parse_redis
 from fastreg.registry.gc import settings as gc
 from fastreg.registry.gc.settings import OnlineGCSettings
 from fastreg.registry.purge import PurgeSettings
+from fastreg.server.health_settings import DebugSettings, HealthSettings, parse_debug, parse_health
 from fastreg.storage.filesystem import FilesystemParams
-
-__all__ = [
-    "Config",
-    "ConfigError",
-    "HTTPConfig",
-    "LogConfig",
-    "StorageConfig",
-    "TLSSettings",
-    "load_config",
-    "parse_config",
-    "parse_duration",
-    "parse_size",
-]
 
 DEFAULT_ROOTDIRECTORY = "/var/lib/registry"
 _LOG_LEVELS = ("error", "warn", "info", "debug")

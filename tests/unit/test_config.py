@@ -17,7 +17,7 @@ from fastreg.config import (
     parse_duration,
     parse_size,
 )
-from fastreg.debugsettings import Timing
+from fastreg.server.health_settings import Timing
 
 # /etc/docker/registry/config.yml as shipped by Debian's docker-registry package.
 DEBIAN_CONFIG = """\

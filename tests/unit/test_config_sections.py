@@ -11,9 +11,9 @@ import pytest
 from fastreg.auth.settings import HtpasswdSettings
 from fastreg.config import Config, ConfigError, parse_config
 from fastreg.config.convert import as_bool, as_int, as_size
-from fastreg.debugsettings import DebugSettings, HealthSettings
 from fastreg.notify.config import NotifyConfig
 from fastreg.registry.cache.redis import RedisSettings
+from fastreg.server.health_settings import DebugSettings, HealthSettings
 from fastreg.storage import factory
 from fastreg.storage.filesystem import FilesystemParams
 from fastreg.storage.s3.params import S3Params
