@@ -10,7 +10,7 @@ the dotted key, warnings for unknown and not-yet-supported keys), with the conve
 A storage driver's parameters are a free-form map here (so ``REGISTRY_STORAGE_<DRIVER>_<KEY>``
 creates any key, as in Distribution); each driver declares its own keys with the builders below
 (``struct``, ``unsupported``, the leaf kinds) in its params module, and loading checks the
-configured driver's section against that table (``fastreg.storage.factory.parameter_keys``).
+configured driver's section against that table (``fastreg.storage.factory.parameters_module``).
 """
 
 from __future__ import annotations
