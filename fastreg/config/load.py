@@ -80,7 +80,7 @@ class StorageConfig:
     parameters: Mapping[str, Any] = field(
         default_factory=lambda: MappingProxyType({"rootdirectory": DEFAULT_ROOTDIRECTORY})
     )
-    #: the driver's typed settings (its params module's ``parse``; None for a driver fastreg lacks)
+    #: the driver's typed settings (its params module's ``parse``)
     params: Any = field(default_factory=FilesystemParams)
     delete_enabled: bool = False
     readonly: bool = False
@@ -295,11 +295,14 @@ def _storage(storage: Section, redis: RedisSettings, warnings: list[str]) -> Sto
 def _driver_params(driver: str, parameters: dict[str, Any], warnings: list[str]) -> Any:
     """Check ``storage.<driver>`` against the driver's key table, then parse it (at load, so a
     misspelt, wrongly typed or missing key is found before anything starts)."""
-    from fastreg.storage.factory import parameters_module  # the drivers depend on this package
+    from fastreg.storage.factory import SUPPORTED, parameters_module  # drivers import config
 
     module = parameters_module(driver)
     if module is None:
-        return None  # an unknown driver: create_driver names it at start
+        raise ConfigError(
+            f"storage.{driver}: storage driver not supported by this fastreg version "
+            f"(supported: {SUPPORTED})"
+        )
     check(module.KEYS, parameters, f"storage.{driver}", warnings)
     return module.parse(parameters)
 

@@ -64,6 +64,8 @@ def test_s3_typos_and_distribution_keys_fastreg_lacks_warn_by_name() -> None:
 
 
 def test_driver_semantic_errors_are_found_at_load() -> None:
+    with pytest.raises(ConfigError, match="^storage.ceph: storage driver not supported"):
+        parse("storage:\n  ceph: {}\n")
     with pytest.raises(ConfigError, match="^storage.s3.bucket: required$"):
         parse("storage:\n  s3:\n    region: us-east-1\n")
     with pytest.raises(ConfigError, match="^storage.s3.chunksize: 1 is not between"):
