@@ -54,10 +54,9 @@ async def get_blob(request: web.Request, params: dict[str, str]) -> web.StreamRe
     headers = _headers(source)
     if request.headers.get("If-None-Match", "").strip('"') == str(digest):
         return web.Response(status=304, headers=headers)
-    if not registry.settings.redirect_disable:
-        url = await source.redirect_url(request.method)
-        if url is not None:
-            return web.Response(status=307, headers={"Location": url, **headers})
+    url = await registry.redirect_url(source, request.method)
+    if url is not None:
+        return web.Response(status=307, headers={"Location": url, **headers})
     wanted = byte_range(request.headers.get("Range"), size)
     offset, length = wanted if wanted is not None else (0, size)
     response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
@@ -114,9 +113,5 @@ def _open(path: str) -> BinaryIO:
 
 
 async def delete_blob(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
-    registry = registry_of(request)
-    if not registry.settings.delete_enabled:
-        raise RegistryError(ErrorCode.UNSUPPORTED, "deletes are disabled")
-    digest = Digest.parse(params["digest"])
-    await registry.blobs.unlink(params["name"], digest)
+    digest = await registry_of(request).delete_blob(params["name"], params["digest"])
     return web.Response(status=202, headers={"Docker-Content-Digest": str(digest)})

@@ -1,16 +1,25 @@
-"""Typed application keys and the per-request view handlers receive."""
+"""Typed application keys, and what the pipeline learns about a request on its way in.
+
+The API's state hangs off the Application under the `web.AppKey`s here; what is known about one
+request (its id, its route, who sent it) under the `web.RequestKey`s. The route is found once,
+when the request arrives (`routes.resolve_route`), as a `Resolved` that every later step reads.
+"""
 
 from __future__ import annotations
 
 import itertools
 import os
 import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from fastreg.api.sendfile import Sender
+from fastreg.registry.policy import Caller
 from fastreg.registry.service import Registry
+
+Handler = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +48,39 @@ REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids", RequestIds)
 SENDER: web.AppKey[Sender] = web.AppKey("sender", Sender)
 
 
-# set by access control on a mount: may the caller pull from `from`? (absent: no access control)
-# what the dispatcher learns about a request, for the sinks outside the handlers (access log,
-# metrics, auth, notifications)
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    pattern: re.Pattern[str]
+    methods: Mapping[str, Handler]
+
+
+@dataclass(slots=True)
+class Resolved:
+    """The API route a request asked for: matched once, on arrival, and read by every later
+    step (metrics, access control, the dispatcher and its handler, the access log, events).
+
+    Not frozen: the dispatcher fills in what it checked, and the sinks outside it label a
+    request only with what was checked (`repository` once the name follows the grammar, the
+    route once its handler ran), so a refused request is counted and logged as it always was.
+    """
+
+    route: Route
+    params: dict[str, str]  # the last segment (tag, digest, upload id) percent-decoded
+    repository: str | None = None  # the `name`, once the dispatcher validated it
+    accepted: bool = False  # the dispatcher handed the request to its handler
+
+    @property
+    def handled_route(self) -> str | None:
+        """The route name, once the request reached its handler (the sinks' label)."""
+        return self.route.name if self.accepted else None
+
+
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
-ROUTE: web.RequestKey[str] = web.RequestKey("route", str)
-REPOSITORY: web.RequestKey[str] = web.RequestKey("repository", str)
-PARAMS: web.RequestKey[dict[str, str]] = web.RequestKey("params", dict)
+RESOLVED: web.RequestKey[Resolved] = web.RequestKey("resolved", Resolved)
+# set by access control: the `actor.name` of events, and who asks (for the registry's mount rule)
 ACTOR: web.RequestKey[str] = web.RequestKey("actor", str)
-MOUNT_FROM_ALLOWED: web.RequestKey[bool] = web.RequestKey("mount_from_allowed", bool)
+CALLER: web.RequestKey[Caller] = web.RequestKey("caller")
 
 
 def registry_of(request: web.Request) -> Registry:

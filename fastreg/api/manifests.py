@@ -11,7 +11,6 @@ from aiohttp import web
 
 from fastreg.api.body import body_chunks
 from fastreg.api.context import registry_of, url_for
-from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.manifests import MAX_MANIFEST_SIZE, Manifest
 from fastreg.registry.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
@@ -124,13 +123,5 @@ async def put_manifest(request: web.Request, params: dict[str, str]) -> web.Stre
 
 
 async def delete_manifest(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
-    registry = registry_of(request)
-    if not registry.settings.delete_enabled:
-        raise RegistryError(ErrorCode.UNSUPPORTED, "deletes are disabled")
-    name = params["name"]
-    reference = parse_reference(params["reference"])
-    if isinstance(reference, Digest):
-        await registry.manifests.delete(name, reference)
-    else:
-        await registry.tags.untag(name, reference)
+    await registry_of(request).delete_manifest(params["name"], params["reference"])
     return web.Response(status=202)

@@ -1,8 +1,8 @@
-"""Middlewares and response hooks of the API, each with one job.
-
-Order (outermost first), set in `app.py`: `access_log` (times and logs every request, the failed
-ones too) -> `errors` (turns any exception into the OCI error body). `on_response_prepare` adds
-the API version header and the configured `http.headers` to every response, errors included.
+"""Middlewares and response hooks of the API, each with one job: `access_log` (times and logs
+every request, the failed ones too), `errors` (turns any exception into the OCI error body),
+`host_check` (400 for a Host that cannot go into a URL). Their order, and why, is in
+`fastreg.server.pipeline`. `add_headers` (`on_response_prepare`) adds the API version header and
+the configured `http.headers` to every response, errors included.
 """
 
 from __future__ import annotations
@@ -13,16 +13,8 @@ import time
 from aiohttp import http_exceptions, web
 from aiohttp.typedefs import Handler
 
-from fastreg.api.context import (
-    HTTP,
-    PARAMS,
-    REPOSITORY,
-    REQUEST_ID,
-    REQUEST_IDS,
-    ROUTE,
-    valid_host,
-)
-from fastreg.api.errors import error_response, status_of
+from fastreg.api.context import HTTP, REQUEST_ID, REQUEST_IDS, RESOLVED, Resolved, valid_host
+from fastreg.api.errors import error_response
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.storage.base import StorageError
 
@@ -44,6 +36,7 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         status = response.status
         return response
     finally:
+        resolved: Resolved | None = request.get(RESOLVED)
         log.info(
             "%s %s %s",
             request.method,
@@ -53,10 +46,10 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
                 "request_id": request_id,
                 "method": request.method,
                 "path": request.path,
-                "route": request.get(ROUTE),
-                "repository": request.get(REPOSITORY),
+                "route": resolved.handled_route if resolved is not None else None,
+                "repository": resolved.repository if resolved is not None else None,
                 "status": status,
-                "digest": _digest(request, response),
+                "digest": _digest(resolved, response),
                 "bytes_in": received_bytes(request),
                 "bytes_out": sent_bytes(request, response),
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),
@@ -65,11 +58,12 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         )
 
 
-def _digest(request: web.Request, response: web.StreamResponse | None) -> str | None:
-    params = request.get(PARAMS) or {}
+def _digest(resolved: Resolved | None, response: web.StreamResponse | None) -> str | None:
     if response is not None and "Docker-Content-Digest" in response.headers:
         return response.headers["Docker-Content-Digest"]
-    return params.get("digest") or None
+    if resolved is None or not resolved.accepted:
+        return None
+    return resolved.params.get("digest") or None
 
 
 def received_bytes(request: web.Request) -> int:
@@ -110,7 +104,7 @@ def drop_tracebacks(exc: BaseException) -> None:
     measured, 200 PATCHes reset mid-body kept 313 MiB (1.5 MiB each) until a `gc.collect()`,
     and three rounds of them grew the process by 928 MiB. Without the tracebacks (the failure is
     answered and logged by now) the frames go by reference counting when the request ends, and
-    the rounds leave nothing referenced (RSS then stays flat at what glibc keeps, allocator.py).
+    the rounds leave nothing referenced (RSS then stays flat at what glibc keeps, server/allocator.py).
     """
     pending = [exc]
     seen: set[int] = set()
@@ -159,7 +153,7 @@ def _code_for_status(status: int) -> ErrorCode:
         return ErrorCode.SIZE_INVALID
     for code in (ErrorCode.UNSUPPORTED, ErrorCode.NAME_UNKNOWN, ErrorCode.UNAUTHORIZED,
                  ErrorCode.DENIED, ErrorCode.TOOMANYREQUESTS, ErrorCode.UNAVAILABLE):
-        if status_of(code) == status:
+        if code.status == status:
             return code
     return ErrorCode.UNKNOWN if status >= 500 else ErrorCode.BLOB_UPLOAD_INVALID
 

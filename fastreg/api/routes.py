@@ -1,33 +1,28 @@
-"""The whole route table of the OCI Distribution API, in one block, and its dispatcher.
+"""The whole route table of the OCI Distribution API, in one block, its resolver and dispatcher.
 
 Repository names contain slashes, so routes are matched from the right on the raw path (like
-Distribution's router) by one table, and the name is checked against the spec grammar before a
-handler runs: a malformed name is 400 NAME_INVALID with the error body, never a path on disk.
+Distribution's router) by one table, once per request: `resolve_route`, the first step of the
+pipeline (`fastreg.server.pipeline`), puts the match on the request (`RESOLVED`) for metrics,
+access control and `dispatch` to read. `dispatch` checks the name against the spec grammar
+before a handler runs: a malformed name is 400 NAME_INVALID with the error body, never a path
+on disk.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from urllib.parse import unquote
 
 from aiohttp import HttpVersion11, web
+from aiohttp.typedefs import Handler as NextHandler
 
 from fastreg.api import base, blobs, listing, manifests, uploads
-from fastreg.api.context import PARAMS, REPOSITORY, ROUTE, registry_of
+from fastreg.api.context import RESOLVED, Handler, Resolved, Route, registry_of
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.names import validate_name
 
-Handler = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    name: str
-    pattern: re.Pattern[str]
-    methods: Mapping[str, Handler]
 
 
 def _route(name: str, path: str, methods: Mapping[str, Handler]) -> Route:
@@ -92,22 +87,35 @@ def match(path: str) -> tuple[Route, dict[str, str]] | None:
     return None
 
 
-def resolve(request: web.Request) -> tuple[Route, dict[str, str]] | None:
-    """The route and parameters of a request, as `dispatch` (and the access check) sees them."""
+def resolve(request: web.Request) -> Resolved | None:
+    """The route and parameters of a request, or None when it is not an API route."""
     # the raw path: a percent-encoded "/" must not split a name into components (it is simply
     # not in the name grammar); the last segment (tag, digest, upload id) is decoded
     found = match(request.raw_path.split("?", 1)[0])
     if found is None:
         return None
     route, params = found
-    return route, {k: v if k == "name" else unquote(v) for k, v in params.items()}
+    return Resolved(route, {k: v if k == "name" else unquote(v) for k, v in params.items()})
+
+
+@web.middleware
+async def resolve_route(request: web.Request, handler: NextHandler) -> web.StreamResponse:
+    """Match the route table, once: every later step reads the answer from `RESOLVED`.
+
+    Only matches, never refuses (it runs outside the error middleware): an unknown endpoint,
+    a method the route lacks and a malformed name are `dispatch`'s to answer.
+    """
+    resolved = resolve(request)
+    if resolved is not None:
+        request[RESOLVED] = resolved
+    return await handler(request)
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
-    found = resolve(request)
-    if found is None:
+    resolved: Resolved | None = request.get(RESOLVED)
+    if resolved is None:
         raise RegistryError(ErrorCode.NAME_UNKNOWN, "unknown API endpoint", {"path": request.path[:200]})
-    route, params = found
+    route, params = resolved.route, resolved.params
     handler = route.methods.get(request.method)
     if handler is None:
         raise RegistryError(
@@ -116,12 +124,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             headers={"Allow": ", ".join(route.methods)},
         )
     if "name" in params:
-        request[REPOSITORY] = validate_name(params["name"])
-    if request.method in WRITES and registry_of(request).settings.readonly:
-        raise RegistryError(ErrorCode.UNSUPPORTED, "the registry is in read-only mode")
-    # what sinks outside the handlers (access log, auth, notifications) read about the request
-    request[ROUTE] = route.name
-    request[PARAMS] = params
+        resolved.repository = validate_name(params["name"])
+    if request.method in WRITES:
+        registry_of(request).policy.check_writable()
+    resolved.accepted = True
     return await handler(request, params)
 
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from fastreg.api.body import body_chunks
-from fastreg.api.context import MOUNT_FROM_ALLOWED, registry_of, url_for
+from fastreg.api.context import CALLER, registry_of, url_for
 from fastreg.api.params import content_length, content_range, range_header
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
-from fastreg.registry.names import is_valid_name
 from fastreg.registry.uploads import UploadStatus, check_upload_id
 
 
@@ -49,7 +48,8 @@ async def start_upload(request: web.Request, params: dict[str, str]) -> web.Stre
     query = request.query
     if "mount" in query:
         digest = Digest.parse(query["mount"])
-        if await _try_mount(request, name, digest, query.get("from")):
+        mounted = await registry.mount(name, digest, query.get("from"), request.get(CALLER))
+        if mounted is not None:
             return _created(request, name, digest)
     algorithm = query.get("digest-algorithm", "sha256")
     if "digest" in query:
@@ -64,18 +64,6 @@ async def start_upload(request: web.Request, params: dict[str, str]) -> web.Stre
         return _created(request, name, info.digest)
     status = await registry.uploads.start(name, algorithm)
     return _upload_response(request, status, 202)
-
-
-async def _try_mount(request: web.Request, name: str, digest: Digest, source: str | None) -> bool:
-    """Link ``digest`` from ``source`` into ``name``. False means "cannot mount", and the spec
-    then opens a normal upload (202): so does a malformed `from`, as in Distribution."""
-    registry = registry_of(request)
-    if source:
-        if not is_valid_name(source) or not request.get(MOUNT_FROM_ALLOWED, True):
-            return False
-    elif not registry.settings.automount:
-        return False
-    return await registry.blobs.mount(name, digest, source or None) is not None
 
 
 async def _cancel_quietly(request: web.Request, name: str, upload_id: str) -> None:

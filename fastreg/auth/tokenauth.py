@@ -1,4 +1,6 @@
-"""Bearer-token access (`auth.token`): verified JWTs cached until expiry, and upload grace.
+"""Bearer-token access (`auth.token`): verified JWTs cached until expiry, and upload grace (an
+expired token admitted for an upload its subject opened: the grant and its rule are the
+registry's, `fastreg.registry.grants`; this module only says who and until when).
 
 A module of its own so that jwt and cryptography (about 9 MiB per worker) are loaded only by a
 registry configured for tokens: `middleware.build_controller` imports it then.
@@ -10,22 +12,18 @@ import logging
 import time
 from collections.abc import Mapping
 
-import orjson
 from aiohttp import web
 
 from fastreg.api.context import REQUEST_ID, registry_of
 from fastreg.auth.access import MAX_TOKEN, Required, printable_name, scope_param
 from fastreg.auth.cache import CredentialCache
+from fastreg.auth.identity import Identity, challenge, quoted, read_config_file
 from fastreg.auth.keys import TrustStore, load_bundle, load_jwks
-from fastreg.auth.middleware import MAX_GRANT, Identity, _quoted, _read, challenge
 from fastreg.auth.settings import TokenSettings
 from fastreg.auth.token import Claims, ExpiredToken, InvalidToken, TokenVerifier
 from fastreg.auth.tokenserver import Issuer
-from fastreg.registry import layout
 from fastreg.registry.errors import RegistryError
-from fastreg.registry.names import is_valid_name
-from fastreg.registry.uploads import check_upload_id
-from fastreg.storage.base import StorageError
+from fastreg.registry.grants import GrantNotStored
 
 log = logging.getLogger("fastreg.auth")
 
@@ -34,10 +32,10 @@ def build_token_controller(settings: TokenSettings) -> tuple[TokenController, Is
     """The token controller and the embedded issuer (if any), their key files read now."""
     issuer = None
     if settings.server is not None and settings.server.embedded:
-        issuer = _read("auth.token.tokenserver", lambda: Issuer.load(settings))
-    roots = _read("auth.token.rootcertbundle", lambda: load_bundle(settings.rootcertbundle or ""))\
+        issuer = read_config_file("auth.token.tokenserver", lambda: Issuer.load(settings))
+    roots = read_config_file("auth.token.rootcertbundle", lambda: load_bundle(settings.rootcertbundle or ""))\
         if settings.rootcertbundle else []
-    jwks = _read("auth.token.jwks", lambda: load_jwks(settings.jwks or "")) \
+    jwks = read_config_file("auth.token.jwks", lambda: load_jwks(settings.jwks or "")) \
         if settings.jwks else []
     trust = TrustStore.build(roots, jwks, [issuer.key.public] if issuer else [])
     verifier = TokenVerifier(trust, settings.issuer, settings.service, settings.algorithms)
@@ -49,7 +47,7 @@ class TokenController:
         self.settings = settings
         self.verifier = verifier
         self.cache: CredentialCache[Claims] = CredentialCache()
-        self._prefix = f"Bearer realm={_quoted(settings.realm)},service={_quoted(settings.service)}"
+        self._prefix = f"Bearer realm={quoted(settings.realm)},service={quoted(settings.service)}"
 
     async def authorize(
         self, request: web.Request, route: str, params: Mapping[str, str], required: Required
@@ -97,16 +95,15 @@ class TokenController:
     async def opened_upload(
         self, request: web.Request, name: str, upload_id: str, identity: Identity
     ) -> None:
-        """Remember who opened the upload, next to it on storage (any worker can read it)."""
+        """Have the registry remember who opened the upload, and until when it may go on."""
         if self.settings.uploadgrace <= 0 or identity.claims is None:
             return
         deadline = identity.claims.expires + self.verifier.leeway + self.settings.uploadgrace
-        grant = {"repository": name, "subject": identity.subject, "deadline": deadline}
         try:
-            await registry_of(request).driver.put_content(
-                layout.upload_authgrant(name, upload_id), orjson.dumps(grant)
+            await registry_of(request).upload_grants.record(
+                name, upload_id, identity.subject, deadline
             )
-        except StorageError as exc:
+        except GrantNotStored as exc:
             log.warning("upload grant not stored; no grace for this upload",
                         extra={"upload_id": upload_id, "error": str(exc)})
 
@@ -124,25 +121,9 @@ class TokenController:
         if not claims.grants.allows_all(required.accesses):
             return None
         name, upload_id = params["name"], params["uuid"]
-        if not is_valid_name(name):
-            return None
-        try:
-            check_upload_id(upload_id)
-            raw = await registry_of(request).driver.get_content(
-                layout.upload_authgrant(name, upload_id), limit=MAX_GRANT
-            )
-            grant = orjson.loads(raw)
-        except (RegistryError, StorageError, orjson.JSONDecodeError):
-            return None
-        if not isinstance(grant, dict) or grant.get("repository") != name:
-            return None
-        if grant.get("subject") != claims.subject:
-            return None
-        deadline = grant.get("deadline")
-        if not isinstance(deadline, (int, float)):
-            return None
         own = claims.expires + self.verifier.leeway + self.settings.uploadgrace
-        if time.time() > max(deadline, own):
+        grants = registry_of(request).upload_grants
+        if not await grants.admits(name, upload_id, claims.subject, own, time.time()):
             return None
         log.info("expired token admitted for its upload (uploadgrace)",
                  extra={"upload_id": upload_id, "repository": name,

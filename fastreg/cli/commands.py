@@ -13,9 +13,9 @@ import sys
 
 from fastreg.cli.progress import ProgressBar
 from fastreg.config import Config, ConfigError, load_config, parse_duration
-from fastreg.logs import setup_logging
 from fastreg.registry.gc import GCError, GCOptions, collect
 from fastreg.registry.migrate import MigrateError, migrate
+from fastreg.server.logs import setup_logging
 from fastreg.storage.base import StorageError
 from fastreg.storage.factory import UnknownDriver, create_driver
 

@@ -21,14 +21,14 @@ from aiohttp import web
 
 from fastreg import __version__
 from fastreg.api.refusals import RegistryRunner
-from fastreg.app import create_app
 from fastreg.auth.middleware import check_auth
 from fastreg.cli import commands
 from fastreg.cli.limits import raise_open_files_limit
 from fastreg.config import Config, ConfigError, load_config
-from fastreg.debug import start_debug_server
-from fastreg.logs import setup_logging
 from fastreg.server.allocator import tune_malloc
+from fastreg.server.app import create_app
+from fastreg.server.debug import start_debug_server
+from fastreg.server.logs import setup_logging
 from fastreg.storage.base import StorageError
 from fastreg.storage.factory import UnknownDriver
 

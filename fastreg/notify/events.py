@@ -1,7 +1,7 @@
 """Events in Distribution's envelope format, derived from a finished request (the "bridge").
 
-Handlers know nothing about events: `derive` reads what the router put on the request
-(``route``, ``params``, ``repository``), the method, the status and the response headers, and
+Handlers know nothing about events: `derive` reads the route the request resolved to
+(``RESOLVED``: route, parameters, repository), the method, the status and the response headers, and
 `Bridge.complete` fills in what the response does not say (a pushed blob's size, a pushed
 manifest's media type) from the registry, which has them cached at that point.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from fastreg.api.context import ACTOR, PARAMS, REPOSITORY, REQUEST_ID, ROUTE, url_for
+from fastreg.api.context import ACTOR, REQUEST_ID, RESOLVED, Resolved, url_for
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import RegistryError
 from fastreg.registry.service import Registry
@@ -52,10 +52,11 @@ def _int(value: str | None) -> int | None:
 
 def derive(request: web.Request, response: web.StreamResponse) -> list[Draft]:
     """The events a finished request produces (none for HEAD, failures and other routes)."""
-    route = request.get(ROUTE)
-    repository = request.get(REPOSITORY)
-    params: dict[str, str] = request.get(PARAMS) or {}
-    if request.method == "HEAD" or not route or not repository:
+    resolved: Resolved | None = request.get(RESOLVED)
+    if resolved is None or request.method == "HEAD":
+        return []
+    route, repository, params = resolved.handled_route, resolved.repository, resolved.params
+    if not route or not repository:
         return []
     method, status = request.method, response.status
     digest = response.headers.get("Docker-Content-Digest") or params.get("digest")

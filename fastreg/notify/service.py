@@ -1,9 +1,10 @@
 """Notifications plugged into the application: the middleware that turns finished requests into
 events, and the lifecycle of the endpoint chains, the spool slot and the adoption of orphans.
 
-`setup_notifications(app, config)` is all `app.py` calls. With no enabled endpoint it adds
-nothing. The middleware sits innermost (appended after the others), so it sees only what a
-handler returned: failures raise and produce no event.
+`setup_notifications(app, config)` is all the app factory calls. With no enabled endpoint it
+configures nothing, and the pipeline (`fastreg.server.pipeline`) leaves `notify` out. The
+middleware sits innermost, so it sees only what a handler returned: failures raise and produce
+no event.
 """
 
 from __future__ import annotations
@@ -173,7 +174,8 @@ async def notify(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def setup_notifications(app: web.Application, config: Config) -> None:
-    """When an endpoint is enabled, plug the middleware in (`notifications`, parsed at load)."""
+    """When an endpoint is enabled, configure the notifier (the pipeline then includes `notify`);
+    `notifications` was parsed at load."""
     settings = config.notifications
     if not settings.endpoints:
         return
@@ -182,7 +184,6 @@ def setup_notifications(app: web.Application, config: Config) -> None:
     except ConfigError:
         port = None
     app[NOTIFIER] = Notifier(settings, Bridge(app[REGISTRY], port, settings.include_references))
-    app.middlewares.append(notify)
     app.cleanup_ctx.append(_lifecycle)
 
 

@@ -1,7 +1,10 @@
-"""Errors as values: the OCI error codes the domain can raise.
+"""Errors as values: the OCI error codes the domain can raise, in one table.
 
-The domain raises ``RegistryError(code, message, detail)``; only ``fastreg.api.errors`` knows
-which HTTP status a code maps to and writes the ``{"errors": [...]}`` body.
+Each code carries everything about it: the code the client sees on the wire, the default message
+and the HTTP status it is answered with (a plain int: the domain imports nothing of HTTP, and a
+code's status is part of the spec's table, not a choice of the handler that raises it). The
+domain raises ``RegistryError(code, message, detail)``; ``fastreg.api.errors`` only renders the
+``{"errors": [...]}`` body from these fields.
 """
 
 from __future__ import annotations
@@ -12,60 +15,47 @@ from typing import Any
 
 
 class ErrorCode(enum.Enum):
-    """The error codes of the OCI Distribution Spec, plus Distribution's extras."""
+    """The error codes of the OCI Distribution Spec, plus Distribution's extras.
 
-    BLOB_UNKNOWN = "BLOB_UNKNOWN"
-    BLOB_UPLOAD_INVALID = "BLOB_UPLOAD_INVALID"
-    BLOB_UPLOAD_UNKNOWN = "BLOB_UPLOAD_UNKNOWN"
-    DIGEST_INVALID = "DIGEST_INVALID"
-    MANIFEST_BLOB_UNKNOWN = "MANIFEST_BLOB_UNKNOWN"
-    MANIFEST_INVALID = "MANIFEST_INVALID"
-    MANIFEST_UNKNOWN = "MANIFEST_UNKNOWN"
-    MANIFEST_UNVERIFIED = "MANIFEST_UNVERIFIED"
-    NAME_INVALID = "NAME_INVALID"
-    NAME_UNKNOWN = "NAME_UNKNOWN"
-    SIZE_INVALID = "SIZE_INVALID"
-    TAG_INVALID = "TAG_INVALID"
-    UNAUTHORIZED = "UNAUTHORIZED"
-    DENIED = "DENIED"
-    UNSUPPORTED = "UNSUPPORTED"
-    TOOMANYREQUESTS = "TOOMANYREQUESTS"
-    RANGE_INVALID = "RANGE_INVALID"
-    PAGINATION_NUMBER_INVALID = "PAGINATION_NUMBER_INVALID"
-    UNAVAILABLE = "UNAVAILABLE"
-    UNKNOWN = "UNKNOWN"
-    MANIFEST_TOO_LARGE = "MANIFEST_TOO_LARGE"
-    HOST_INVALID = "HOST_INVALID"
+    A member's value is ``(wire code, HTTP status, default message)``; no two members share all
+    three (an enum would make the second an alias of the first).
+    """
 
-    @property
-    def default_message(self) -> str:
-        return _MESSAGES[self]
+    BLOB_UNKNOWN = ("BLOB_UNKNOWN", 404, "blob unknown to registry")
+    BLOB_UPLOAD_INVALID = ("BLOB_UPLOAD_INVALID", 400, "blob upload invalid")
+    BLOB_UPLOAD_UNKNOWN = ("BLOB_UPLOAD_UNKNOWN", 404, "blob upload unknown to registry")
+    DIGEST_INVALID = ("DIGEST_INVALID", 400, "provided digest did not match uploaded content")
+    MANIFEST_BLOB_UNKNOWN = ("MANIFEST_BLOB_UNKNOWN", 400, "blob unknown to registry")
+    MANIFEST_INVALID = ("MANIFEST_INVALID", 400, "manifest invalid")
+    MANIFEST_UNKNOWN = ("MANIFEST_UNKNOWN", 404, "manifest unknown")
+    MANIFEST_UNVERIFIED = ("MANIFEST_UNVERIFIED", 400, "manifest failed signature verification")
+    NAME_INVALID = ("NAME_INVALID", 400, "invalid repository name")
+    NAME_UNKNOWN = ("NAME_UNKNOWN", 404, "repository name not known to registry")
+    SIZE_INVALID = ("SIZE_INVALID", 400, "provided length did not match content length")
+    TAG_INVALID = ("TAG_INVALID", 400, "manifest tag did not match URI")
+    UNAUTHORIZED = ("UNAUTHORIZED", 401, "authentication required")
+    DENIED = ("DENIED", 403, "requested access to the resource is denied")
+    UNSUPPORTED = ("UNSUPPORTED", 405, "The operation is unsupported.")
+    TOOMANYREQUESTS = ("TOOMANYREQUESTS", 429, "too many requests")
+    RANGE_INVALID = ("RANGE_INVALID", 416, "invalid content range")
+    PAGINATION_NUMBER_INVALID = (
+        "PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested"
+    )
+    UNAVAILABLE = ("UNAVAILABLE", 503, "service unavailable")
+    UNKNOWN = ("UNKNOWN", 500, "unknown error")
+    # The spec answers an oversized manifest with 413; the code stays one clients know.
+    MANIFEST_TOO_LARGE = ("MANIFEST_INVALID", 413, "manifest too large")
+    # A malformed Host is below the API: Go's net/http answers it with a bare 400 before
+    # Distribution sees it. No OCI code describes it, and each 400 one names a part of the
+    # request a client would then look at in vain (NAME_INVALID its repository, SIZE_INVALID
+    # its length); UNKNOWN is Distribution's code for an error without an API classification,
+    # and 400 says it is the client's.
+    HOST_INVALID = ("UNKNOWN", 400, "invalid Host header")
 
-
-_MESSAGES: dict[ErrorCode, str] = {
-    ErrorCode.BLOB_UNKNOWN: "blob unknown to registry",
-    ErrorCode.BLOB_UPLOAD_INVALID: "blob upload invalid",
-    ErrorCode.BLOB_UPLOAD_UNKNOWN: "blob upload unknown to registry",
-    ErrorCode.DIGEST_INVALID: "provided digest did not match uploaded content",
-    ErrorCode.MANIFEST_BLOB_UNKNOWN: "blob unknown to registry",
-    ErrorCode.MANIFEST_INVALID: "manifest invalid",
-    ErrorCode.MANIFEST_UNKNOWN: "manifest unknown",
-    ErrorCode.MANIFEST_UNVERIFIED: "manifest failed signature verification",
-    ErrorCode.NAME_INVALID: "invalid repository name",
-    ErrorCode.NAME_UNKNOWN: "repository name not known to registry",
-    ErrorCode.SIZE_INVALID: "provided length did not match content length",
-    ErrorCode.TAG_INVALID: "manifest tag did not match URI",
-    ErrorCode.UNAUTHORIZED: "authentication required",
-    ErrorCode.DENIED: "requested access to the resource is denied",
-    ErrorCode.UNSUPPORTED: "The operation is unsupported.",
-    ErrorCode.TOOMANYREQUESTS: "too many requests",
-    ErrorCode.RANGE_INVALID: "invalid content range",
-    ErrorCode.PAGINATION_NUMBER_INVALID: "invalid number of results requested",
-    ErrorCode.UNAVAILABLE: "service unavailable",
-    ErrorCode.UNKNOWN: "unknown error",
-    ErrorCode.MANIFEST_TOO_LARGE: "manifest too large",
-    ErrorCode.HOST_INVALID: "invalid Host header",
-}
+    def __init__(self, wire: str, status: int, message: str) -> None:
+        self.wire = wire
+        self.status = status
+        self.default_message = message
 
 
 class RegistryError(Exception):

@@ -1,27 +1,24 @@
-"""The registry as the HTTP layer sees it: one object holding the stores over one driver."""
+"""The registry as the HTTP layer sees it: one object holding the stores over one driver.
+
+The operations a setting may refuse (deletes, mounts, redirects) go through here, so that
+`policy.Policy` decides them whichever handler asks; the other operations are the stores'.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from fastreg.registry.blobs import BlobStore, DescriptorCache
+from fastreg.registry.blobs import BlobInfo, BlobSource, BlobStore, DescriptorCache
 from fastreg.registry.catalog import Catalog
+from fastreg.registry.digests import Digest
+from fastreg.registry.grants import UploadGrants
 from fastreg.registry.leases import RedisCommands
 from fastreg.registry.manifeststore import ManifestStore
+from fastreg.registry.names import parse_reference
+from fastreg.registry.policy import Caller, Policy, RegistrySettings
 from fastreg.registry.tags import TagListCache, TagStore
 from fastreg.registry.uploads import UploadService
 from fastreg.storage.base import StorageDriver
 
-
-@dataclass(frozen=True, slots=True)
-class RegistrySettings:
-    delete_enabled: bool = False
-    readonly: bool = False
-    schema1_enabled: bool = False
-    redirect_disable: bool = False
-    # Mounting a blob without `from` (OCI 1.1 "automatic content discovery") would let a caller link
-    # any blob whose digest it knows; it is on only when no access control is configured.
-    automount: bool = True
+__all__ = ["Registry", "RegistrySettings"]
 
 
 class Registry:
@@ -35,16 +32,50 @@ class Registry:
     ) -> None:
         self.driver = driver
         self.settings = settings
+        self.policy = Policy(settings)
         self.blobs = BlobStore(driver, cache)
         self.tags = TagStore(driver, tag_cache)
         self.catalog = Catalog(driver, tag_cache)
         self.uploads = UploadService(driver, self.blobs, lease_redis)
+        self.upload_grants = UploadGrants(driver)
         # closed here unless it is the descriptor cache's client, which closes with the cache
         shared = lease_redis is None or id(lease_redis) == id(cache)
         self._lease_redis = None if shared else lease_redis
         self.manifests = ManifestStore(
             driver, self.blobs, self.tags, self.catalog, schema1_enabled=settings.schema1_enabled
         )
+
+    async def delete_manifest(self, name: str, reference: str) -> None:
+        """Delete a manifest by digest, or only the tag when ``reference`` is a tag."""
+        self.policy.check_delete()  # first: without deletes, any delete is 405, whatever it names
+        parsed = parse_reference(reference)
+        if isinstance(parsed, Digest):
+            await self.manifests.delete(name, parsed)
+        else:
+            await self.tags.untag(name, parsed)
+
+    async def delete_blob(self, name: str, digest: str) -> Digest:
+        """Unlink a blob from ``name`` (its bytes stay for garbage collection)."""
+        self.policy.check_delete()
+        parsed = Digest.parse(digest)
+        await self.blobs.unlink(name, parsed)
+        return parsed
+
+    async def mount(
+        self, name: str, digest: Digest, source: str | None, caller: Caller | None
+    ) -> BlobInfo | None:
+        """Link ``digest`` from ``source`` into ``name``; None when it cannot be mounted (the
+        caller then opens a normal upload)."""
+        if not self.policy.may_mount(source, caller):
+            return None
+        return await self.blobs.mount(name, digest, source or None)
+
+    async def redirect_url(self, source: BlobSource, method: str) -> str | None:
+        """Where to send a pull instead of serving it, when redirects are on and the driver
+        has a presigned URL."""
+        if not self.policy.redirects:
+            return None
+        return await source.redirect_url(method)
 
     async def repositories(self) -> list[str]:
         return await self.catalog.all()

@@ -1,4 +1,4 @@
-"""The `health` section and `http.debug`, parsed at load (fastreg.debug runs what they describe).
+"""The `health` section and `http.debug`, parsed at load (fastreg.server.debug runs them).
 
 Checks follow Distribution's `health.*` config: `storagedriver`, `file`, `http`, `tcp`, each with
 an `interval` (default 10s; zero means the default) and a `threshold` (consecutive failures before

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fastreg.storage.base import (
     FileInfo,
@@ -20,8 +20,24 @@ from fastreg.storage.base import (
     StorageError,
 )
 
-if TYPE_CHECKING:
-    from fastreg.metrics import Metrics
+
+class _Histogram(Protocol):
+    def observe(self, labels: tuple[str, ...], value: float) -> None: ...
+
+
+class _Counter(Protocol):
+    def inc(self, labels: tuple[str, ...] = (), amount: float = 1) -> None: ...
+
+
+class Metrics(Protocol):
+    """What the wrapper records into: the application's `fastreg.server.metrics.Metrics`
+    (declared here, so that storage imports nothing of the server)."""
+
+    @property
+    def storage(self) -> _Histogram: ...
+
+    @property
+    def storage_errors(self) -> _Counter: ...
 
 
 class _Timer:

@@ -12,8 +12,8 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from fastreg.app import create_app
 from fastreg.config import parse_config
+from fastreg.server.app import create_app
 from fastreg.storage.base import StorageDriver
 
 Client = TestClient[web.Request, web.Application]

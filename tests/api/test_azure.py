@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from fastreg.app import create_app
 from fastreg.config import parse_config
+from fastreg.server.app import create_app
 from fastreg.storage.base import StorageError
 from tests.api.conftest import MakeClient, config_text
 from tests.api.helpers import location, push_blob, sha256

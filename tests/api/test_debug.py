@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fastreg.debug import HEALTH, debug_app
+from fastreg.server.debug import HEALTH, debug_app
 from fastreg.storage.base import StorageDriver, StorageError
 from fastreg.storage.inmemory import InMemoryDriver
 from tests.api.conftest import Client, MakeClient
@@ -45,8 +45,8 @@ async def until(predicate: Callable[[], bool], timeout: float = 5) -> None:
 
 
 def make_debug(aiohttp_client: AiohttpClient, tmp_path: Path) -> Callable[..., Awaitable[Any]]:
-    from fastreg.app import create_app
     from fastreg.config import parse_config
+    from fastreg.server.app import create_app
     from tests.api.conftest import config_text
 
     async def make(driver: StorageDriver | None = None, **overrides: Any) -> tuple[Client, Client]:
@@ -197,7 +197,7 @@ async def test_prometheus_disabled_by_default(aiohttp_client: AiohttpClient, tmp
 async def test_two_apps_count_separately(make_client: MakeClient) -> None:
     first, second = await make_client(), await make_client()
     await first.get("/v2/")
-    from fastreg.metrics import METRICS
+    from fastreg.server.metrics import METRICS
 
     assert first.app[METRICS].requests.total() == 1
     assert second.app[METRICS].requests.total() == 0

@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from fastreg.app import create_app
 from fastreg.config import parse_config
+from fastreg.server.app import create_app
 from tests.api.conftest import config_text
 from tests.api.helpers import push_blob, push_image
 from tests.redis_server import RedisServer, redis_server  # noqa: F401 - fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fastreg.logs import JSONFormatter, TextFormatter
+from fastreg.server.logs import JSONFormatter, TextFormatter
 from tests.api.conftest import MakeClient
 from tests.api.helpers import OCI_MANIFEST, location, open_upload, push_image, sha256
 

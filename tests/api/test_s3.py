@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 
 from fastreg.api.context import REGISTRY
-from fastreg.app import create_app
 from fastreg.config import parse_config
+from fastreg.server.app import create_app
 from fastreg.storage.base import StorageError
 from tests.api.conftest import Client, MakeClient, config_text
 from tests.api.helpers import location, push_blob, sha256

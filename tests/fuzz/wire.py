@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fastreg.api.errors import ERRORS
+from fastreg.registry.errors import ErrorCode
 
 #: (wire code, status) pairs of the spec/Distribution table: an error body must use one of them
-ERROR_PAIRS = frozenset(ERRORS.values())
+ERROR_PAIRS = frozenset((code.wire, code.status) for code in ErrorCode)
 TIMEOUT = 30.0  # detects a hang; no answer takes near that long
 _AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%-]+)(?::[0-9]{0,5})?")
 

@@ -9,6 +9,7 @@ import json
 import socket
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -204,3 +205,46 @@ def test_manifest_puts_without_a_body_answer(server: ServerProcess) -> None:
             "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n",
         )  # fmt: skip
         assert (status, oci_error(status, payload)) == (400, "MANIFEST_INVALID")
+
+
+def test_headers_up_to_1_mib_are_taken(server: ServerProcess) -> None:
+    """Go's net/http (Distribution) reads 1 MiB of request head; so does fastreg."""
+    extra = "".join(f"X-Extra-{i}: {'v' * 250 * 1024}\r\n" for i in range(3))
+    status, _, payload = exchange(server, f"GET /v2/ HTTP/1.1\r\nHost: x\r\n{extra}")
+    assert status == 200, payload[:200]
+
+
+def test_a_head_past_1_mib_is_refused_before_it_is_held(tmp_path: Path) -> None:
+    """Each header within the line limits, 64 MiB of them in all, on 4 connections at once:
+    aiohttp held them all until the head ended (250 MiB per connection, measured); the head is
+    now refused with a 431 once it passes 1 MiB, and what follows is read on and dropped."""
+    server = start_fastreg(tmp_path / "root", tmp_path / "w")
+    try:
+        before = server.peak_rss()
+        line = b"X-Pad: " + b"v" * (200 * 1024) + b"\r\n"
+        socks = []
+        for _ in range(4):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            sock.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
+            sent = 0
+            with pytest.raises(OSError):  # a reset: the server read on for a moment, then left
+                while sent < 64 * 1024 * 1024:
+                    sock.sendall(line)
+                    sent += len(line)
+            assert sent < 16 * 1024 * 1024, sent  # 1 MiB of head, 8 MiB read on, socket buffers
+            socks.append(sock)
+        grown = server.peak_rss() - before
+        assert grown < 32 * 1024 * 1024, f"peak RSS grew by {grown >> 20} MiB"
+        for sock in socks:
+            sock.close()
+        assert exchange(server, "GET /v2/ HTTP/1.1\r\nHost: x\r\n")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_a_head_past_1_mib_is_answered_431_with_the_oci_body(server: ServerProcess) -> None:
+    extra = "".join(f"X-Extra-{i}: {'v' * 250 * 1024}\r\n" for i in range(5))
+    status, headers, payload = exchange(server, f"GET /v2/ HTTP/1.1\r\nHost: x\r\n{extra}")
+    assert status == 431
+    assert "server" not in headers
+    assert [e["code"] for e in json.loads(payload)["errors"]] == ["UNKNOWN"]

@@ -115,8 +115,8 @@ async def test_redis_addr_alone_gives_apps_on_an_object_store_one_lease(
     """Two hosts over one object store with `redis.addr` exclude each other on an upload,
     whatever cache the descriptors use (a Redis descriptor cache is not required)."""
     from fastreg.api.context import REGISTRY
-    from fastreg.app import create_app
     from fastreg.config import parse_config
+    from fastreg.server.app import create_app
 
     config = parse_config(
         "version: 0.1\nstorage:\n  inmemory: {}\n"

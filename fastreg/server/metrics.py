@@ -3,7 +3,8 @@
 A `Metrics` object hangs off the Application (`METRICS`); nothing is global, so two apps in one
 process (tests) count separately. Names follow Distribution 2.8's (`registry_http_*`,
 `registry_storage_action_seconds`, `registry_notifications_*`) so existing dashboards keep
-working. `observe` is the outermost middleware: it times every request, failures included.
+working. `observe` runs right after the route is resolved, outside everything else
+(`pipeline.py`): it times every request, failures included.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from fastreg.api.context import ROUTE
+from fastreg.api.context import RESOLVED, Resolved
 from fastreg.api.middleware import received_bytes, sent_bytes
-from fastreg.api.routes import match
 
 Labels = tuple[str, ...]
 
@@ -177,9 +177,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     status = 500
     response: web.StreamResponse | None = None
-    # the router names the route only once dispatch runs; match here to count what is in flight
-    found = match(request.path)
-    key = found[0].name if found is not None else "other"
+    # in flight: the route the request asked for; counted: the route whose handler ran
+    resolved: Resolved | None = request.get(RESOLVED)
+    key = resolved.route.name if resolved is not None else "other"
     metrics.in_flight[key] = metrics.in_flight.get(key, 0) + 1
     try:
         response = await handler(request)
@@ -190,7 +190,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     finally:
         metrics.in_flight[key] -= 1
-        route = str(request.get(ROUTE) or "other")
+        route = (resolved.handled_route if resolved is not None else None) or "other"
         method = request.method
         metrics.requests.inc((route, method, str(status)))
         metrics.duration.observe((route, method), time.perf_counter() - started)

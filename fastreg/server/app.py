@@ -1,4 +1,4 @@
-"""Wire the application: storage driver -> registry -> HTTP routes, middlewares and hooks.
+"""Wire the application: storage driver -> registry -> HTTP routes, the pipeline and hooks.
 
 `create_app(config)` is what tests and the CLI both use. Nothing here runs at import time; every
 shared object hangs off the Application under a typed key, opened and closed in `cleanup_ctx`.
@@ -13,15 +13,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from fastreg.api.context import HTTP, REGISTRY, REQUEST_IDS, SENDER, HTTPSettings, RequestIds
-from fastreg.api.middleware import access_log, add_headers, errors, host_check
+from fastreg.api.middleware import add_headers
 from fastreg.api.routes import setup_routes
 from fastreg.api.sendfile import Sender
 from fastreg.auth.middleware import setup_auth
 from fastreg.config import Config
 from fastreg.config.convert import header_pairs
-from fastreg.debug import health_gate, setup_health
-from fastreg.maintenance import setup_maintenance
-from fastreg.metrics import METRICS, Metrics, observe
 from fastreg.notify.service import setup_notifications
 from fastreg.registry.blobs import DescriptorCache
 from fastreg.registry.cache.caches import (
@@ -33,6 +30,10 @@ from fastreg.registry.cache.caches import (
 from fastreg.registry.service import Registry, RegistrySettings
 from fastreg.registry.tags import TagListCache
 from fastreg.server.allocator import return_freed_memory
+from fastreg.server.debug import setup_health
+from fastreg.server.maintenance import setup_maintenance
+from fastreg.server.metrics import METRICS, Metrics
+from fastreg.server.pipeline import setup_pipeline
 from fastreg.storage.base import StorageDriver
 from fastreg.storage.factory import create_driver
 from fastreg.storage.instrumented import instrument
@@ -110,15 +111,7 @@ def http_settings(config: Config) -> HTTPSettings:
 
 def create_app(config: Config, driver: StorageDriver | None = None) -> web.Application:
     """Build the registry application. ``driver`` overrides the configured one (tests)."""
-    # observe (metrics) then access_log outermost so that they see the final status of error
-    # responses too; host_check and health_gate inside errors so that their 400 and 503 get the
-    # OCI body, and host_check before anything that writes the Host into a URL; notifications
-    # (setup_notifications) innermost, so failed requests produce no event
-    app = web.Application(
-        middlewares=[observe, access_log, errors, host_check, health_gate],
-        client_max_size=4 * 1024 * 1024,
-        handler_args=HTTP_PARSER_LIMITS,
-    )
+    app = web.Application(client_max_size=4 * 1024 * 1024, handler_args=HTTP_PARSER_LIMITS)
     app[METRICS] = Metrics()  # per application, never global
     storage = instrument(
         driver or create_driver(config.storage.driver, config.storage.params),
@@ -136,11 +129,10 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     app.cleanup_ctx.append(_return_freed_memory)
     setup_routes(app)
     setup_health(app, config)
-    # access control inside errors (a refusal is the OCI error body) and outside notifications
-    # (a refused request produces no event)
     setup_auth(app, config)
     setup_notifications(app, config)  # after _registry_lifecycle: it stops before storage closes
     setup_maintenance(app, config)  # upload purging, online GC; also stop before storage closes
+    setup_pipeline(app)  # the middlewares, in order (pipeline.py); last: it sees what is configured
     return app
 
 

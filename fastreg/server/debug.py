@@ -28,10 +28,10 @@ from aiohttp.typedefs import Handler
 
 from fastreg.api.context import REGISTRY
 from fastreg.config import Config
-from fastreg.metrics import METRICS, Counter, Gauge, Metrics
 from fastreg.notify.service import NOTIFIER
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.server.health_settings import DEFAULT_INTERVAL, HTTPCheck, Timing
+from fastreg.server.metrics import METRICS, Counter, Gauge, Metrics
 
 log = logging.getLogger("fastreg.health")
 

@@ -1,0 +1,61 @@
+"""What the registry allows: writes in read-only mode, deletes, redirects and blob mounts.
+
+Decided here, once, for every way a request comes in; the HTTP layer only asks (a handler never
+reads a setting to refuse something itself). Access control is not decided here: it says who
+the caller is and what they may pull (`Caller`), and the mount rule below uses that answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from fastreg.registry.errors import ErrorCode, RegistryError
+from fastreg.registry.names import is_valid_name
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySettings:
+    delete_enabled: bool = False
+    readonly: bool = False
+    schema1_enabled: bool = False
+    redirect_disable: bool = False
+    # Mounting a blob without `from` (OCI 1.1 "automatic content discovery") would let a caller link
+    # any blob whose digest it knows; it is on only when no access control is configured.
+    automount: bool = True
+
+
+class Caller(Protocol):
+    """Who sends a request, as access control knows them (absent without access control)."""
+
+    def may_pull(self, repository: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    settings: RegistrySettings
+
+    def check_writable(self) -> None:
+        """Refuse any change to the registry in read-only mode (UNSUPPORTED, as Distribution)."""
+        if self.settings.readonly:
+            raise RegistryError(ErrorCode.UNSUPPORTED, "the registry is in read-only mode")
+
+    def check_delete(self) -> None:
+        if not self.settings.delete_enabled:
+            raise RegistryError(ErrorCode.UNSUPPORTED, "deletes are disabled")
+
+    @property
+    def redirects(self) -> bool:
+        """May a pull be sent to the driver's presigned URL (`storage.redirect.disable`)?"""
+        return not self.settings.redirect_disable
+
+    def may_mount(self, source: str | None, caller: Caller | None) -> bool:
+        """May a blob be linked from ``source`` (from the global store when None)?
+
+        From a repository: when its name is well-formed and the caller may pull from it (a
+        caller without that right is not refused: the spec then opens a normal upload, and so
+        does a malformed `from`, as in Distribution). Without `from`: only with automount on.
+        """
+        if source:
+            return is_valid_name(source) and (caller is None or caller.may_pull(source))
+        return self.settings.automount
