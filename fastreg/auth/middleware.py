@@ -32,7 +32,7 @@ from fastreg.auth.identity import (
     quoted,
     read_config_file,
 )
-from fastreg.auth.settings import HtpasswdSettings, auth_settings
+from fastreg.auth.settings import HtpasswdSettings
 from fastreg.config import Config
 
 if TYPE_CHECKING:  # the token modules load jwt and cryptography: only when tokens are used
@@ -92,7 +92,7 @@ class HtpasswdController:
 
 def build_controller(config: Config) -> tuple[AccessController, Issuer | None] | None:
     """The controller the config asks for, its files read now; ConfigError names what is wrong."""
-    settings = auth_settings(config)
+    settings = config.auth
     if settings is None:
         return None
     if isinstance(settings, HtpasswdSettings):

@@ -28,15 +28,11 @@ not use); a missing or wrongly typed key stops the start with an error naming it
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastreg.config import Config, ConfigError
-from fastreg.configkeys import as_bool, as_duration, as_str, as_strlist
+from fastreg.config.convert import ConfigError, Section
 
-_TOKEN_KEYS = frozenset({"realm", "service", "issuer", "rootcertbundle", "jwks",
-                         "signingalgorithms", "uploadgrace", "tokenserver"})
 _SERVER_KEYS = frozenset({"key", "htpasswd", "acl", "expiration", "refreshexpiration",
                           "embedded", "addr", "path"})
 
@@ -63,7 +59,6 @@ class TokenSettings:
     algorithms: tuple[str, ...] = ()
     uploadgrace: float = 0.0
     server: TokenServerSettings | None = None
-    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,104 +70,72 @@ class HtpasswdSettings:
 AuthSettings = TokenSettings | HtpasswdSettings
 
 
-def auth_settings(config: Config) -> AuthSettings | None:
-    """The checked auth settings; None when no access control is configured."""
-    if not config.auth:
+def parse(section: Any) -> AuthSettings | None:
+    """The checked `auth` section; None when no access control is configured."""
+    auth = Section(section, "auth")
+    if not auth.raw:
         return None
-    (kind, params), = config.auth.items()
-    params = params or {}
-    if not isinstance(params, Mapping):
-        raise ConfigError(f"auth.{kind}: expected a mapping")
+    (kind, _), = auth.raw.items()
+    params = auth.section(str(kind))
     if kind == "token":
         return token_settings(params)
     if kind == "htpasswd":
-        return HtpasswdSettings(
-            realm=_required(params, "realm", "auth.htpasswd"),
-            path=_required(params, "path", "auth.htpasswd"),
-        )
+        return HtpasswdSettings(realm=params.required("realm"), path=params.required("path"))
     raise ConfigError(f"auth.{kind}: unsupported access controller (fastreg has token, htpasswd)")
 
 
-def token_settings(params: Mapping[str, Any]) -> TokenSettings:
-    where = "auth.token"
-    warnings = tuple(f"{where}.{k}: unknown key, ignored" for k in params if k not in _TOKEN_KEYS)
+def token_settings(p: Section) -> TokenSettings:
     from fastreg.auth.token import check_algorithms  # jwt and cryptography: only with tokens
 
     try:
-        algorithms = check_algorithms(
-            as_strlist(_thawed(params.get("signingalgorithms")), f"{where}.signingalgorithms")
-        )
+        algorithms = check_algorithms(p.strlist("signingalgorithms"))
     except ValueError as exc:
-        raise ConfigError(f"{where}.signingalgorithms: {exc}") from None
-    realm = _required(params, "realm", where)
-    server = params.get("tokenserver")
+        raise ConfigError(f"{p.key('signingalgorithms')}: {exc}") from None
+    realm = p.required("realm")
+    server = p.section("tokenserver")
     settings = TokenSettings(
         realm=realm,
-        service=_required(params, "service", where),
-        issuer=_required(params, "issuer", where),
-        rootcertbundle=_optional(params, "rootcertbundle", where),
-        jwks=_optional(params, "jwks", where),
+        service=p.required("service"),
+        issuer=p.required("issuer"),
+        rootcertbundle=p.optional("rootcertbundle") or None,
+        jwks=p.optional("jwks") or None,
         algorithms=algorithms,
-        uploadgrace=_duration(params.get("uploadgrace"), 0.0, f"{where}.uploadgrace"),
-        server=_server(server, realm) if server is not None else None,
-        warnings=warnings,
+        uploadgrace=_not_negative(p, "uploadgrace", 0.0),
+        server=_server(server, realm) if server.raw else None,
     )
     embedded = settings.server is not None and settings.server.embedded
     if not (settings.rootcertbundle or settings.jwks or embedded):
         raise ConfigError(
-            f"{where}: needs rootcertbundle or jwks (or an embedded tokenserver) to verify tokens"
+            f"{p.path}: needs rootcertbundle or jwks (or an embedded tokenserver) to verify tokens"
         )
     return settings
 
 
-def _server(params: Any, realm: str) -> TokenServerSettings:
-    where = "auth.token.tokenserver"
-    if not isinstance(params, Mapping):
-        raise ConfigError(f"{where}: expected a mapping")
-    unknown = sorted(str(k) for k in params if k not in _SERVER_KEYS)
+def _server(p: Section, realm: str) -> TokenServerSettings:
+    unknown = sorted(str(k) for k in p.raw if k not in _SERVER_KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown keys {', '.join(unknown)}")
-    path = _optional(params, "path", where) or urllib.parse.urlsplit(realm).path or "/token"
+        raise ConfigError(f"{p.path}: unknown keys {', '.join(unknown)}")
+    path = p.optional("path") or urllib.parse.urlsplit(realm).path or "/token"
     if not path.startswith("/") or path == "/v2" or path.startswith("/v2/"):
-        raise ConfigError(f"{where}.path: {path!r} must be an absolute path outside /v2/")
-    expiration = _duration(params.get("expiration"), 300.0, f"{where}.expiration")
-    refresh = _duration(params.get("refreshexpiration"), 30 * 86400.0, f"{where}.refreshexpiration")
+        raise ConfigError(f"{p.key('path')}: {path!r} must be an absolute path outside /v2/")
+    expiration = _not_negative(p, "expiration", 300.0)
+    refresh = _not_negative(p, "refreshexpiration", 30 * 86400.0)
     if expiration <= 0 or refresh <= 0:
-        raise ConfigError(f"{where}: expiration and refreshexpiration must be positive")
-    embedded = params.get("embedded")
+        raise ConfigError(f"{p.path}: expiration and refreshexpiration must be positive")
     return TokenServerSettings(
-        key=_required(params, "key", where),
-        htpasswd=_required(params, "htpasswd", where),
-        acl=_required(params, "acl", where),
+        key=p.required("key"),
+        htpasswd=p.required("htpasswd"),
+        acl=p.required("acl"),
         path=path,
         expiration=expiration,
         refreshexpiration=refresh,
-        embedded=False if embedded is None else as_bool(embedded, f"{where}.embedded"),
-        addr=_optional(params, "addr", where) or ":5001",
+        embedded=p.flag("embedded"),
+        addr=p.optional("addr") or ":5001",
     )
 
 
-def _required(params: Mapping[str, Any], key: str, where: str) -> str:
-    value = _optional(params, key, where)
-    if not value:
-        raise ConfigError(f"{where}.{key}: required")
-    return value
-
-
-def _optional(params: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = params.get(key)
-    return None if value is None else as_str(value, f"{where}.{key}")
-
-
-def _duration(value: Any, default: float, path: str) -> float:
-    if value is None:
-        return default
-    seconds = as_duration(value, path)
+def _not_negative(p: Section, key: str, default: float) -> float:
+    seconds = p.duration(key, default)
     if seconds < 0:
-        raise ConfigError(f"{path}: must not be negative")
+        raise ConfigError(f"{p.key(key)}: must not be negative")
     return seconds
-
-
-def _thawed(value: Any) -> Any:
-    """The loaded config is frozen (lists are tuples); the shared converters expect lists."""
-    return list(value) if isinstance(value, tuple) else value

@@ -13,7 +13,7 @@ import ssl
 
 from aiohttp import web
 
-from fastreg.auth.settings import TokenSettings, auth_settings
+from fastreg.auth.settings import TokenSettings
 from fastreg.auth.tokenserver import create_token_app
 from fastreg.config import Config, ConfigError, HTTPConfig
 
@@ -22,7 +22,7 @@ log = logging.getLogger("fastreg.tokenserver")
 
 def token_app(config: Config, addr: str | None) -> tuple[web.Application, str, int]:
     """The issuer application and where it listens; ConfigError names what is wrong."""
-    settings = auth_settings(config)
+    settings = config.auth
     if not isinstance(settings, TokenSettings) or settings.server is None:
         raise ConfigError("auth.token.tokenserver: required by `fastreg token-server`")
     host, port = HTTPConfig(addr=addr or settings.server.addr).host_port()

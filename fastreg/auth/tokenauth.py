@@ -30,8 +30,6 @@ log = logging.getLogger("fastreg.auth")
 
 def build_token_controller(settings: TokenSettings) -> tuple[TokenController, Issuer | None]:
     """The token controller and the embedded issuer (if any), their key files read now."""
-    for warning in settings.warnings:
-        log.warning(warning)
     issuer = None
     if settings.server is not None and settings.server.embedded:
         issuer = read_config_file("auth.token.tokenserver", lambda: Issuer.load(settings))

@@ -14,7 +14,6 @@ import sys
 from fastreg.cli.progress import ProgressBar
 from fastreg.config import Config, ConfigError, load_config, parse_duration
 from fastreg.registry.gc import GCError, GCOptions, collect
-from fastreg.registry.gc.settings import OnlineGCSettings
 from fastreg.registry.migrate import MigrateError, migrate
 from fastreg.server.logs import setup_logging
 from fastreg.storage.base import StorageError
@@ -84,8 +83,7 @@ def _garbage_collect(args: argparse.Namespace) -> int:
     config = _load(args.config)
     delay: float | None = None
     if args.online:
-        settings = OnlineGCSettings.from_maintenance(config.storage.maintenance, False)
-        delay = settings.delay
+        delay = config.storage.gc.delay
         if args.delay is not None:
             delay = parse_duration(args.delay)
     options = GCOptions(
@@ -94,7 +92,7 @@ def _garbage_collect(args: argparse.Namespace) -> int:
         delay=delay,
         verbose=not args.quiet,
     )
-    driver = create_driver(config.storage.driver, config.storage.parameters)
+    driver = create_driver(config.storage.driver, config.storage.params)
 
     async def go() -> str:
         try:
@@ -110,8 +108,8 @@ def _garbage_collect(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     src_config, dst_config = _load(args.src), _load(args.dst)
-    src = create_driver(src_config.storage.driver, src_config.storage.parameters)
-    dst = create_driver(dst_config.storage.driver, dst_config.storage.parameters)
+    src = create_driver(src_config.storage.driver, src_config.storage.params)
+    dst = create_driver(dst_config.storage.driver, dst_config.storage.params)
 
     async def go() -> str:
         try:

@@ -24,10 +24,10 @@ from fastreg.api.refusals import RegistryRunner
 from fastreg.auth.middleware import check_auth
 from fastreg.cli import commands
 from fastreg.cli.limits import raise_open_files_limit
-from fastreg.config import Config, ConfigError, HTTPConfig, load_config
+from fastreg.config import Config, ConfigError, load_config
 from fastreg.server.allocator import tune_malloc
 from fastreg.server.app import create_app
-from fastreg.server.debug import start_debug_server, validate
+from fastreg.server.debug import start_debug_server
 from fastreg.server.logs import setup_logging
 from fastreg.storage.base import StorageError
 from fastreg.storage.factory import UnknownDriver
@@ -48,12 +48,9 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
     """The TLS context of `http.tls`; a missing or unreadable file is a ConfigError naming its key
     and path (ssl's own error names neither)."""
     tls = config.http.tls
-    if not tls.get("certificate"):
+    if not tls.certificate:
         return None
-    files = {
-        "http.tls.certificate": str(tls["certificate"]),
-        "http.tls.key": str(tls.get("key") or tls["certificate"]),
-    }
+    files = {"http.tls.certificate": tls.certificate, "http.tls.key": tls.key or tls.certificate}
     for key, path in files.items():
         try:
             with open(path, "rb"):
@@ -83,9 +80,9 @@ class BindError(Exception):
 def _addresses(config: Config) -> list[tuple[str, int]]:
     """The addresses this server listens on: `http.addr`, and `http.debug.addr` when set."""
     addresses = [config.http.host_port()]
-    debug = config.http.debug.get("addr")
-    if debug:
-        addresses.append(HTTPConfig(addr=str(debug)).host_port())
+    debug = config.http.debug
+    if debug.addr:
+        addresses.append((debug.host, debug.port))
     return addresses
 
 
@@ -130,7 +127,7 @@ async def _serve(config: Config, reuse_port: bool, ready: Callable[[], None] | N
         try:
             debug = await start_debug_server(app, config, reuse_port)
         except OSError as exc:
-            raise BindError(str(config.http.debug.get("addr")), exc) from None
+            raise BindError(config.http.debug.addr, exc) from None
         site = web.TCPSite(
             runner, host, port, reuse_port=reuse_port, backlog=2048, ssl_context=_ssl_context(config)
         )
@@ -193,8 +190,7 @@ def _run_guarded(config: Config, reuse_port: bool, ready: Callable[[], None] | N
 def serve(path: str | None, workers: int) -> int:
     try:
         config = _load(path)
-        validate(config)  # the sections read by the app's plugins, before any worker starts
-        check_auth(config)  # the auth files too: a worker must not die on them in a loop
+        check_auth(config)  # the files auth names: a worker must not die on them in a loop
         _ssl_context(config)  # and the TLS files, named with their key
         addresses = _addresses(config)
     except (ConfigError, OSError) as exc:

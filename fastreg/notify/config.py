@@ -13,16 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastreg.configkeys import (
-    ConfigError,
-    as_bool,
-    as_duration,
-    as_headers,
-    as_int,
-    as_str,
-    as_strlist,
-    parse_size,
-)
+from fastreg.config.convert import ConfigError, Section, header_pairs
 
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_THRESHOLD = 10
@@ -54,6 +45,7 @@ class SpoolConfig:
 class NotifyConfig:
     endpoints: tuple[EndpointConfig, ...]
     spool: SpoolConfig
+    include_references: bool = False  # `notifications.events.includereferences`
 
 
 def default_spool_directory(driver: str, parameters: Mapping[str, Any], cwd: str) -> str:
@@ -66,89 +58,55 @@ def default_spool_directory(driver: str, parameters: Mapping[str, Any], cwd: str
 
 
 def parse_notifications(
-    raw: Mapping[str, Any], driver: str, parameters: Mapping[str, Any], cwd: str | None = None
+    raw: Any, driver: str, parameters: Mapping[str, Any], cwd: str | None = None
 ) -> NotifyConfig:
     """Enabled endpoints and the spool; raises ConfigError naming the key on a bad value."""
+    section = Section(raw, "notifications")
     endpoints: list[EndpointConfig] = []
     names: set[str] = set()
-    for i, entry in enumerate(raw.get("endpoints") or ()):
-        path = f"notifications.endpoints[{i}]"
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"{path}: expected a mapping")
-        if entry.get("disabled") is not None and as_bool(entry["disabled"], f"{path}.disabled"):
+    for entry in section.sections("endpoints"):
+        if entry.flag("disabled"):
             continue
-        endpoint = _endpoint(entry, path)
+        endpoint = _endpoint(entry)
         if endpoint.name in names:
-            raise ConfigError(f"{path}.name: duplicate endpoint name {endpoint.name!r}")
+            raise ConfigError(f"{entry.key('name')}: duplicate endpoint name {endpoint.name!r}")
         names.add(endpoint.name)
         endpoints.append(endpoint)
-    spool = raw.get("spool") or {}
-    if not isinstance(spool, Mapping):
-        raise ConfigError("notifications.spool: expected a mapping")
-    directory = spool.get("directory")
-    maxbytes = spool.get("maxbytes")
-    try:
-        size = DEFAULT_SPOOL_MAXBYTES if maxbytes is None else parse_size(maxbytes)
-    except ConfigError as exc:
-        raise ConfigError(f"notifications.spool.maxbytes: {exc}") from None
+    spool = section.section("spool")
+    size = spool.size("maxbytes", DEFAULT_SPOOL_MAXBYTES)
     if size < 4096:
         raise ConfigError("notifications.spool.maxbytes: at least 4096 bytes")
     return NotifyConfig(
         endpoints=tuple(endpoints),
         spool=SpoolConfig(
-            directory=as_str(directory, "notifications.spool.directory")
-            if directory
-            else default_spool_directory(driver, parameters, cwd or os.getcwd()),
+            directory=spool.text("directory")
+            or default_spool_directory(driver, parameters, cwd or os.getcwd()),
             maxbytes=size,
         ),
+        include_references=section.section("events").flag("includereferences"),
     )
 
 
-def thaw(value: Any) -> Any:
-    """Plain dicts and lists from the read-only config (the `as_*` converters expect those)."""
-    if isinstance(value, Mapping):
-        return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [thaw(v) for v in value]
-    return value
-
-
-def _endpoint(frozen: Mapping[str, Any], path: str) -> EndpointConfig:
-    entry: dict[str, Any] = thaw(frozen)
-    name = as_str(entry.get("name") or "", f"{path}.name")
-    url = as_str(entry.get("url") or "", f"{path}.url")
+def _endpoint(p: Section) -> EndpointConfig:
+    name, url = p.text("name"), p.text("url")
     if not name:
-        raise ConfigError(f"{path}.name: required")
+        raise ConfigError(f"{p.key('name')}: required")
     if not re.match(r"^https?://", url):
-        raise ConfigError(f"{path}.url: expected an http:// or https:// URL, got {url!r}")
-    headers = as_headers(entry.get("headers") or {}, f"{path}.headers")
-    ignore = entry.get("ignore") or {}
-    if not isinstance(ignore, Mapping):
-        raise ConfigError(f"{path}.ignore: expected a mapping")
-    mediatypes = as_strlist(entry.get("ignoredmediatypes"), f"{path}.ignoredmediatypes")
-    mediatypes += as_strlist(ignore.get("mediatypes"), f"{path}.ignore.mediatypes")
-    actions = as_strlist(ignore.get("actions"), f"{path}.ignore.actions")
+        raise ConfigError(f"{p.key('url')}: expected an http:// or https:// URL, got {url!r}")
+    ignore = p.section("ignore")
+    mediatypes = p.strlist("ignoredmediatypes") + ignore.strlist("mediatypes")
+    actions = ignore.strlist("actions")
     unknown = sorted(set(actions) - ACTIONS)
     if unknown:
-        raise ConfigError(f"{path}.ignore.actions: unknown action(s) {', '.join(unknown)}")
+        raise ConfigError(f"{ignore.key('actions')}: unknown action(s) {', '.join(unknown)}")
     return EndpointConfig(
         name=name,
         url=url,
-        headers=tuple((k, v) for k, values in headers.items() for v in values),
-        timeout=_positive(entry.get("timeout"), DEFAULT_TIMEOUT, f"{path}.timeout"),
-        threshold=_threshold(entry.get("threshold"), f"{path}.threshold"),
-        backoff=_positive(entry.get("backoff"), DEFAULT_BACKOFF, f"{path}.backoff"),
+        headers=header_pairs(p.headers("headers")),
+        # Distribution replaces a zero or negative duration or threshold by the default
+        timeout=max(p.duration("timeout", DEFAULT_TIMEOUT), 0.0) or DEFAULT_TIMEOUT,
+        threshold=max(p.integer("threshold", DEFAULT_THRESHOLD), 0) or DEFAULT_THRESHOLD,
+        backoff=max(p.duration("backoff", DEFAULT_BACKOFF), 0.0) or DEFAULT_BACKOFF,
         ignored_mediatypes=frozenset(mediatypes),
         ignored_actions=frozenset(actions),
     )
-
-
-def _positive(value: Any, default: float, path: str) -> float:
-    """Distribution replaces a zero or negative duration by the default."""
-    seconds = default if value is None else as_duration(value, path)
-    return seconds if seconds > 0 else default
-
-
-def _threshold(value: Any, path: str) -> int:
-    threshold = DEFAULT_THRESHOLD if value is None else as_int(value, path)
-    return threshold if threshold > 0 else DEFAULT_THRESHOLD

@@ -21,8 +21,7 @@ from aiohttp.typedefs import Handler
 
 from fastreg.api.context import REGISTRY, REQUEST_ID
 from fastreg.config import Config, ConfigError
-from fastreg.configkeys import as_bool
-from fastreg.notify.config import NotifyConfig, parse_notifications
+from fastreg.notify.config import NotifyConfig
 from fastreg.notify.events import Bridge, Draft, derive
 from fastreg.notify.sinks import Broadcaster, Filter, endpoint_chain, endpoint_dirname
 from fastreg.notify.spool import Slot, Spool, other_slots
@@ -175,22 +174,16 @@ async def notify(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def setup_notifications(app: web.Application, config: Config) -> None:
-    """Validate `notifications` and, when an endpoint is enabled, configure the notifier (the
-    pipeline then includes `notify`)."""
-    settings = parse_notifications(
-        config.notifications, config.storage.driver, config.storage.parameters
-    )
+    """When an endpoint is enabled, configure the notifier (the pipeline then includes `notify`);
+    `notifications` was parsed at load."""
+    settings = config.notifications
     if not settings.endpoints:
         return
     try:
         port: int | None = config.http.host_port()[1]
     except ConfigError:
         port = None
-    events = config.notifications.get("events") or {}
-    include_references = as_bool(
-        events.get("includereferences") or False, "notifications.events.includereferences"
-    )
-    app[NOTIFIER] = Notifier(settings, Bridge(app[REGISTRY], port, include_references))
+    app[NOTIFIER] = Notifier(settings, Bridge(app[REGISTRY], port, settings.include_references))
     app.cleanup_ctx.append(_lifecycle)
 
 

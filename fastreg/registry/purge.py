@@ -3,18 +3,18 @@ than ``age``, as Distribution's `purgeuploads.go` does.
 
 The age of a session is its `startedat` file (RFC 3339); a session without a readable one is
 never purged (Distribution treats it as started in the future). Also here: the settings parsed
-from the raw config section, with Distribution's defaults (on, 168h, every 24h, not a dry run).
+from `storage.maintenance.uploadpurging` at load, with Distribution's defaults (on, 168h, every
+24h, not a dry run).
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastreg.configkeys import ConfigError, as_bool, as_duration
+from fastreg.config.convert import ConfigError, Section
 from fastreg.registry import layout
 from fastreg.storage.base import PathNotFound, StorageDriver
 
@@ -28,23 +28,21 @@ class PurgeSettings:
     interval: float = 24 * 3600.0
     dryrun: bool = False
 
-    @classmethod
-    def from_maintenance(cls, maintenance: Mapping[str, Any], readonly: bool) -> PurgeSettings:
-        """Distribution's rules: defaults when the section is absent, off in read-only mode."""
-        raw = maintenance.get("uploadpurging")
-        section: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-        p = "storage.maintenance.uploadpurging"
-        default = cls()
-        settings = cls(
-            enabled=as_bool(section.get("enabled", True), f"{p}.enabled") and not readonly,
-            age=as_duration(section.get("age", "168h"), f"{p}.age") or default.age,
-            interval=as_duration(section.get("interval", "24h"), f"{p}.interval")
-            or default.interval,
-            dryrun=as_bool(section.get("dryrun", False), f"{p}.dryrun"),
-        )
-        if settings.age < 0 or settings.interval <= 0:
-            raise ConfigError(f"{p}: age and interval must be positive")
-        return settings
+
+def parse(section: Any, readonly: bool = False) -> PurgeSettings:
+    """`storage.maintenance.uploadpurging`, with Distribution's rules: defaults when the section
+    is absent, off in read-only mode."""
+    p = Section(section, "storage.maintenance.uploadpurging")
+    default = PurgeSettings()
+    settings = PurgeSettings(
+        enabled=p.flag("enabled", True) and not readonly,
+        age=p.duration("age", default.age) or default.age,
+        interval=p.duration("interval", default.interval) or default.interval,
+        dryrun=p.flag("dryrun"),
+    )
+    if settings.age < 0 or settings.interval <= 0:
+        raise ConfigError(f"{p.path}: age and interval must be positive")
+    return settings
 
 
 def _started_at(content: bytes) -> float | None:

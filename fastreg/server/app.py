@@ -18,6 +18,7 @@ from fastreg.api.routes import setup_routes
 from fastreg.api.sendfile import Sender
 from fastreg.auth.middleware import setup_auth
 from fastreg.config import Config
+from fastreg.config.convert import header_pairs
 from fastreg.notify.service import setup_notifications
 from fastreg.registry.blobs import DescriptorCache
 from fastreg.registry.cache.caches import (
@@ -93,7 +94,7 @@ def _lease_redis(
 ) -> RedisDescriptorCache | None:
     """Redis for upload leases (registry/leases.py) when the driver's own stop at this host and
     `redis.addr` is configured: many hosts over one object store then exclude each other."""
-    if storage.leases_span_hosts or not config.redis.get("addr"):
+    if storage.leases_span_hosts or not config.redis.configured:
         return None
     if isinstance(descriptors, RedisDescriptorCache):
         return descriptors  # one client for both
@@ -101,11 +102,9 @@ def _lease_redis(
 
 
 def http_settings(config: Config) -> HTTPSettings:
-    headers = tuple(
-        (name, value) for name, values in config.http.headers.items() for value in values
-    )
     return HTTPSettings(
-        host=config.http.host, relativeurls=config.http.relativeurls, headers=headers,
+        host=config.http.host, relativeurls=config.http.relativeurls,
+        headers=header_pairs(config.http.headers),
         sendtimeout=config.http.sendtimeout_seconds, readtimeout=config.http.readtimeout_seconds,
     )
 
@@ -115,7 +114,8 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     app = web.Application(client_max_size=4 * 1024 * 1024, handler_args=HTTP_PARSER_LIMITS)
     app[METRICS] = Metrics()  # per application, never global
     storage = instrument(
-        driver or create_driver(config.storage.driver, config.storage.parameters), app[METRICS]
+        driver or create_driver(config.storage.driver, config.storage.params),
+        app[METRICS],
     )
     descriptors, tags = caches(config)
     app[REGISTRY] = Registry(

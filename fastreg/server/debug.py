@@ -19,26 +19,21 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from fastreg.api.context import REGISTRY
-from fastreg.config import Config, ConfigError, HTTPConfig
-from fastreg.configkeys import as_bool, as_duration, as_headers, as_int, as_str
-from fastreg.notify.config import parse_notifications, thaw
+from fastreg.config import Config
 from fastreg.notify.service import NOTIFIER
 from fastreg.registry.errors import ErrorCode, RegistryError
+from fastreg.server.health_settings import DEFAULT_INTERVAL, HTTPCheck, Timing
 from fastreg.server.metrics import METRICS, Counter, Gauge, Metrics
 
 log = logging.getLogger("fastreg.health")
-
-DEFAULT_INTERVAL = 10.0
-DEFAULT_TIMEOUT = 1.0
 
 CheckFn = Callable[[], Awaitable[None]]
 
@@ -90,34 +85,24 @@ HEALTH: web.AppKey[Health] = web.AppKey("health", Health)
 MAIN: web.AppKey[web.Application] = web.AppKey("main", web.Application)
 
 
-# --- checks from the `health` section ------------------------------------------------------
-
-
-def _timing(entry: Mapping[str, Any], path: str) -> tuple[float, int]:
-    interval = DEFAULT_INTERVAL
-    if entry.get("interval") is not None:
-        interval = as_duration(entry["interval"], f"{path}.interval") or DEFAULT_INTERVAL
-    threshold = as_int(entry.get("threshold") or 0, f"{path}.threshold")
-    return max(interval, 0.01), max(threshold, 1)
+# --- checks from the `health` section (parsed at load: fastreg.server.health_settings) ----------------
 
 
 def health_checks(config: Config, storage_probe: CheckFn) -> list[Check]:
     section = config.health
     checks: list[Check] = []
-    storage = section.get("storagedriver") or {}
-    if as_bool(storage.get("enabled") or False, "health.storagedriver.enabled"):
-        interval, threshold = _timing(storage, "health.storagedriver")
-        checks.append(Check(f"storagedriver_{config.storage.driver}",
-                            storage_probe, interval, threshold))
-    for i, entry in enumerate(section.get("file") or ()):
-        path = as_str(entry.get("file") or "", f"health.file[{i}].file")
-        checks.append(Check(path, _file_probe(path), *_timing(entry, f"health.file[{i}]")))
-    for i, entry in enumerate(section.get("http") or ()):
-        checks.append(_http_check(entry, f"health.http[{i}]"))
-    for i, entry in enumerate(section.get("tcp") or ()):
-        addr = as_str(entry.get("addr") or "", f"health.tcp[{i}].addr")
-        timeout = as_duration(entry.get("timeout") or "1s", f"health.tcp[{i}].timeout")
-        checks.append(Check(addr, _tcp_probe(addr, timeout), *_timing(entry, f"health.tcp[{i}]")))
+
+    def add(name: str, probe: CheckFn, timing: Timing) -> None:
+        checks.append(Check(name, probe, timing.interval, timing.threshold))
+
+    if section.storagedriver is not None:
+        add(f"storagedriver_{config.storage.driver}", storage_probe, section.storagedriver)
+    for file in section.files:
+        add(file.file, _file_probe(file.file), file.timing)
+    for http in section.http:
+        add(http.uri, _http_probe(http), http.timing)
+    for tcp in section.tcp:
+        add(tcp.addr, _tcp_probe(tcp.host, tcp.port, tcp.timeout), tcp.timing)
     return checks
 
 
@@ -130,29 +115,20 @@ def _file_probe(path: str) -> CheckFn:
     return probe
 
 
-def _http_check(frozen: Mapping[str, Any], path: str) -> Check:
-    entry: dict[str, Any] = thaw(frozen)
-    uri = as_str(entry.get("uri") or "", f"{path}.uri")
-    headers = [(k, v) for k, vs in as_headers(entry.get("headers") or {}, f"{path}.headers").items()
-               for v in vs]
-    status = as_int(entry.get("statuscode") or 200, f"{path}.statuscode")
-    timeout = as_duration(entry.get("timeout") or "1s", f"{path}.timeout") or DEFAULT_TIMEOUT
-
+def _http_probe(check: HTTPCheck) -> CheckFn:
     async def probe() -> None:
-        client_timeout = aiohttp.ClientTimeout(total=timeout)
+        client_timeout = aiohttp.ClientTimeout(total=check.timeout)
         async with (
             aiohttp.ClientSession(timeout=client_timeout, trust_env=False) as session,
-            session.head(uri, headers=headers, allow_redirects=False) as resp,
+            session.head(check.uri, headers=list(check.headers), allow_redirects=False) as resp,
         ):
-            if resp.status != status:
+            if resp.status != check.statuscode:
                 raise CheckFailed(f"downstream service returned unexpected status: {resp.status}")
 
-    return Check(uri, probe, *_timing(entry, path))
+    return probe
 
 
-def _tcp_probe(addr: str, timeout: float) -> CheckFn:
-    host, port = HTTPConfig(addr=addr).host_port()
-
+def _tcp_probe(host: str, port: int, timeout: float) -> CheckFn:
     async def probe() -> None:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout or 1.0)
         writer.close()
@@ -160,23 +136,6 @@ def _tcp_probe(addr: str, timeout: float) -> CheckFn:
             await writer.wait_closed()
 
     return probe
-
-
-async def _noop() -> None:
-    return None
-
-
-def validate(config: Config) -> None:
-    """Check `health`, `http.debug` and `notifications` at start: ConfigError names the key."""
-    health_checks(config, _noop)
-    debug_app(web.Application(), config)
-    addr = as_str(config.http.debug.get("addr") or "", "http.debug.addr")
-    if addr:
-        try:
-            HTTPConfig(addr=addr).host_port()
-        except ConfigError as exc:
-            raise ConfigError(str(exc).replace("http.addr", "http.debug.addr")) from None
-    parse_notifications(config.notifications, config.storage.driver, config.storage.parameters)
 
 
 # --- wiring into the API application ----------------------------------------------------------
@@ -307,12 +266,8 @@ def debug_app(main: web.Application, config: Config) -> web.Application:
     app[MAIN] = main
     app.router.add_get("/debug/health", debug_health)
     app.router.add_get("/debug/vars", debug_vars)
-    prom = config.http.debug.get("prometheus") or {}
-    if as_bool(prom.get("enabled") or False, "http.debug.prometheus.enabled"):
-        path = as_str(prom.get("path") or "/metrics", "http.debug.prometheus.path")
-        if not path.startswith("/"):
-            raise ConfigError(f"http.debug.prometheus.path: must start with '/', got {path!r}")
-        app.router.add_get(path, prometheus)
+    if config.http.debug.prometheus:
+        app.router.add_get(config.http.debug.prometheus_path, prometheus)
     return app
 
 
@@ -320,10 +275,10 @@ async def start_debug_server(
     main: web.Application, config: Config, reuse_port: bool
 ) -> web.AppRunner | None:
     """Serve the debug application on `http.debug.addr`, if set; the caller cleans it up."""
-    addr = as_str(config.http.debug.get("addr") or "", "http.debug.addr")
-    if not addr:
+    debug = config.http.debug
+    if not debug.addr:
         return None
-    host, port = HTTPConfig(addr=addr).host_port()
+    host, port = debug.host, debug.port
     runner = web.AppRunner(debug_app(main, config), access_log=None)
     await runner.setup()
     try:

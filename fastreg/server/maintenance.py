@@ -30,9 +30,7 @@ PURGE_JITTER = 3600.0
 
 
 def setup_maintenance(app: web.Application, config: Config, jitter: float = PURGE_JITTER) -> None:
-    readonly = config.storage.readonly
-    purge = PurgeSettings.from_maintenance(config.storage.maintenance, readonly)
-    gc = OnlineGCSettings.from_maintenance(config.storage.maintenance, readonly)
+    purge, gc = config.storage.purge, config.storage.gc  # both off in read-only mode
 
     async def run(app: web.Application) -> AsyncIterator[None]:
         driver = app[REGISTRY].driver

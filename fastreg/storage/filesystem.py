@@ -29,8 +29,11 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar
 
+from fastreg.config.convert import Section
+from fastreg.config.keys import INT, STR, struct
 from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
 from fastreg.storage.locks import FlockLease, flock_file
 
@@ -39,22 +42,42 @@ T = TypeVar("T")
 READ_CHUNK = 1024 * 1024
 WRITEBACK_STEP = 8 * 1024 * 1024
 DEFAULT_ROOT = "/var/lib/registry"
+DEFAULT_THREADS = 32
+
+#: `storage.filesystem` (Distribution 2.8's keys; checked at load, see fastreg.config).
+KEYS = struct(rootdirectory=STR, maxthreads=INT)
+
+
+@dataclass(frozen=True, slots=True)
+class FilesystemParams:
+    rootdirectory: str = DEFAULT_ROOT
+    maxthreads: int = DEFAULT_THREADS
+
+
+def parse(raw: Mapping[str, Any]) -> FilesystemParams:
+    """The driver's settings from its `storage.filesystem` section; errors name the key."""
+    p = Section(raw, "storage.filesystem")
+    return FilesystemParams(
+        rootdirectory=p.text("rootdirectory", DEFAULT_ROOT),
+        maxthreads=p.integer("maxthreads", DEFAULT_THREADS) or DEFAULT_THREADS,
+    )
 
 
 class FilesystemDriver:
     name = "filesystem"
     leases_span_hosts = True  # flock: every process here, and every host on NFSv4
 
-    def __init__(self, rootdirectory: str = DEFAULT_ROOT, maxthreads: int = 32) -> None:
+    def __init__(self, rootdirectory: str = DEFAULT_ROOT, maxthreads: int = DEFAULT_THREADS) -> None:
         self.root = os.path.abspath(rootdirectory)
         self._pool = ThreadPoolExecutor(max_workers=max(4, maxthreads), thread_name_prefix="fs")
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> FilesystemDriver:
-        return cls(
-            rootdirectory=str(params.get("rootdirectory") or DEFAULT_ROOT),
-            maxthreads=int(params.get("maxthreads") or 32),
-        )
+        return cls.from_settings(parse(params))
+
+    @classmethod
+    def from_settings(cls, settings: FilesystemParams) -> FilesystemDriver:
+        return cls(settings.rootdirectory, settings.maxthreads)
 
     def _full(self, path: str) -> str:
         return self.root + check_path(path)

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from fastreg.config.keys import struct
 from fastreg.storage.base import (
     FileInfo,
     InvalidOffset,
@@ -22,6 +23,14 @@ from fastreg.storage.base import (
     check_path,
 )
 from fastreg.storage.locks import ProcessLocks
+
+#: `storage.inmemory` takes no parameters: any key under it warns as unknown.
+KEYS = struct()
+
+
+def parse(raw: Mapping[str, Any]) -> None:
+    """Nothing to read (the factory's hook): the driver has no settings."""
+
 
 READ_CHUNK = 1024 * 1024
 
@@ -37,6 +46,10 @@ class InMemoryDriver:
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> InMemoryDriver:
+        return cls()
+
+    @classmethod
+    def from_settings(cls, settings: None) -> InMemoryDriver:
         return cls()
 
     def _prefix(self, path: str) -> str:

@@ -19,27 +19,37 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastreg.configkeys import ConfigError
-from fastreg.storage.rest import ParamReader
+from fastreg.config.convert import ConfigError, Section
+from fastreg.config.keys import BOOL, INT, STR, struct
 from fastreg.storage.s3 import S3Driver, S3Params
 from fastreg.storage.s3.params import DEFAULT_CHUNK, MAX_PART, MIN_PART
 
 OSS_DOMAIN = "aliyuncs.com"
 
+#: `storage.oss`: Distribution 2.8's keys, all of which fastreg reads.
+KEYS = struct(
+    accesskeyid=STR,
+    accesskeysecret=STR,
+    region=STR,
+    internal=BOOL,
+    encrypt=BOOL,
+    encryptionkeyid=STR,
+    secure=BOOL,
+    endpoint=STR,
+    chunksize=INT,
+    rootdirectory=STR,
+    bucket=STR,
+)
+
 
 def oss_params(raw: Mapping[str, Any]) -> S3Params:
     """`storage.oss` parameters (Distribution's keys) as the S3 driver's parameters."""
-    p = ParamReader(raw, "storage.oss")
-    required = {}
-    for key in ("accesskeyid", "accesskeysecret", "region", "bucket"):
-        value = p.text(key)
-        if not value:
-            raise ConfigError(f"storage.oss.{key}: required")
-        required[key] = value
+    p = Section(raw, "storage.oss")
+    required = {k: p.required(k) for k in ("accesskeyid", "accesskeysecret", "region", "bucket")}
     region_id = required["region"].removeprefix("oss-")
-    secure = bool(p.flag("secure", True))
-    internal = bool(p.flag("internal", False))
-    endpoint = p.text("endpoint")
+    secure = p.flag("secure", True)
+    internal = p.flag("internal")
+    endpoint = p.optional("endpoint")
     if endpoint:
         url = endpoint if "://" in endpoint else f"{'https' if secure else 'http'}://{endpoint}"
         host = urlsplit(url).hostname or ""
@@ -50,7 +60,7 @@ def oss_params(raw: Mapping[str, Any]) -> S3Params:
         suffix = "-internal" if internal else ""
         url = f"{'https' if secure else 'http'}://oss-{region_id}{suffix}.{OSS_DOMAIN}"
         path_style = False
-    keyid = p.text("encryptionkeyid")
+    keyid = p.optional("encryptionkeyid")
     return S3Params(
         bucket=required["bucket"],
         region=region_id,
@@ -58,14 +68,17 @@ def oss_params(raw: Mapping[str, Any]) -> S3Params:
         secretkey=required["accesskeysecret"],
         regionendpoint=url.rstrip("/"),
         forcepathstyle=path_style,
-        rootdirectory=(p.text("rootdirectory") or "").strip("/"),
+        rootdirectory=p.text("rootdirectory").strip("/"),
         chunksize=p.integer("chunksize", DEFAULT_CHUNK, MIN_PART, MAX_PART),
         secure=secure,
         v4auth=True,
         storageclass=None,  # OSS's default class (Standard); it names its classes differently
-        encrypt=bool(p.flag("encrypt", False)),
+        encrypt=p.flag("encrypt"),
         keyid=keyid,
     )
+
+
+parse = oss_params  # the factory's hook: the driver's settings from its checked section
 
 
 class OssDriver(S3Driver):

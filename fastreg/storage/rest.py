@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from yarl import URL
 
-from fastreg.configkeys import ConfigError, parse_duration
 from fastreg.storage.base import PathNotFound, StorageError
 from fastreg.storage.retry import (
     RETRY_STATUSES,
@@ -26,7 +24,7 @@ from fastreg.storage.retry import (
     retrying,
 )
 
-__all__ = ["TRANSPORT_ERRORS", "ParamReader", "RestClient", "RestError", "RestSettings"]
+__all__ = ["TRANSPORT_ERRORS", "RestClient", "RestError", "RestSettings"]
 
 
 class RestError(StorageError):
@@ -146,59 +144,3 @@ class RestClient:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
-
-
-class ParamReader:
-    """Raw YAML/env values to typed ones, naming `<section>.<key>` on error."""
-
-    def __init__(self, raw: Mapping[str, Any], section: str) -> None:
-        self.raw = raw
-        self.section = section
-
-    def text(self, key: str) -> str | None:
-        value = self.raw.get(key)
-        if value is None or value == "":
-            return None
-        if isinstance(value, (Mapping, list, tuple, bool)):
-            raise ConfigError(f"{self.section}.{key}: expected a string, got {value!r}")
-        return str(value)
-
-    def flag(self, key: str, default: bool | None) -> bool | None:
-        value = self.raw.get(key)
-        if value is None or value == "":
-            return default
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ConfigError(f"{self.section}.{key}: expected a boolean, got {value!r}")
-
-    def integer(self, key: str, default: int, low: int, high: int) -> int:
-        value = self.raw.get(key)
-        if value is None or value == "":
-            return default
-        try:
-            number = value if isinstance(value, int) else int(str(value).strip())
-        except ValueError:
-            number = None
-        if number is None or isinstance(value, bool):
-            raise ConfigError(f"{self.section}.{key}: expected an integer, got {value!r}")
-        if not low <= number <= high:
-            raise ConfigError(f"{self.section}.{key}: {number} is not between {low} and {high}")
-        return number
-
-    def seconds(self, key: str, default: float) -> float:
-        value = self.raw.get(key)
-        if value is None or value == "":
-            return default
-        seconds = -1.0
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            seconds = float(value)
-        elif isinstance(value, str):
-            try:
-                seconds = parse_duration(value)
-            except ConfigError:
-                pass
-        if seconds <= 0:
-            raise ConfigError(f"{self.section}.{key}: expected a positive duration, got {value!r}")
-        return seconds

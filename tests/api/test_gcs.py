@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from fastreg.configkeys import ConfigError
+from fastreg.config import ConfigError
 from fastreg.storage.gcs import GCSDriver
 from tests.api.conftest import MakeClient
 from tests.api.helpers import location, push_blob, sha256

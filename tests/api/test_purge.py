@@ -7,7 +7,7 @@ import time
 import pytest
 
 from fastreg.config import ConfigError
-from fastreg.registry import layout
+from fastreg.registry import layout, purge
 from fastreg.registry.purge import PurgeSettings, purge_uploads
 from fastreg.storage.base import PathNotFound
 from tests.api.conftest import Client, driver_of
@@ -36,13 +36,9 @@ async def test_purge_removes_only_old_sessions(client: Client) -> None:
 
 
 def test_settings_follow_distribution_defaults() -> None:
-    assert PurgeSettings.from_maintenance({}, readonly=False) == PurgeSettings(
-        True, 168 * 3600, 24 * 3600, False
-    )
-    assert not PurgeSettings.from_maintenance({}, readonly=True).enabled
-    s = PurgeSettings.from_maintenance(
-        {"uploadpurging": {"enabled": True, "age": "1h", "interval": "10m", "dryrun": True}}, False
-    )
+    assert purge.parse(None, readonly=False) == PurgeSettings(True, 168 * 3600, 24 * 3600, False)
+    assert not purge.parse(None, readonly=True).enabled
+    s = purge.parse({"enabled": True, "age": "1h", "interval": "10m", "dryrun": True}, False)
     assert (s.age, s.interval, s.dryrun) == (3600, 600, True)
     with pytest.raises(ConfigError, match="uploadpurging.age"):
-        PurgeSettings.from_maintenance({"uploadpurging": {"age": "soon"}}, False)
+        purge.parse({"age": "soon"}, False)

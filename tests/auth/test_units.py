@@ -15,7 +15,7 @@ from fastreg.auth.access import Access, Grants, Required, parse_scope, parse_sco
 from fastreg.auth.acl import ACLError, parse_acl
 from fastreg.auth.cache import CredentialCache
 from fastreg.auth.keys import b64url_decode, jwk_thumbprint, libtrust_key_id
-from fastreg.auth.settings import TokenSettings, auth_settings
+from fastreg.auth.settings import TokenSettings
 from fastreg.auth.token import ExpiredToken, InvalidToken, TokenVerifier
 from fastreg.config import ConfigError, parse_config
 from tests.auth.tokens import ISSUER, SERVICE, access, make_token, shared_key
@@ -144,19 +144,24 @@ def test_verifier_reasons() -> None:
         TokenVerifier(TrustStore.build(keys=[key.public]), ISSUER, SERVICE, ["HS256"])
 
 
-def _auth(tmp_path: Path, auth: str) -> Any:
+def _config(tmp_path: Path, auth: str) -> Any:
     root = tmp_path / "r"
-    return auth_settings(parse_config(
-        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\nauth:\n{auth}"))
+    return parse_config(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\nauth:\n{auth}")
+
+
+def _auth(tmp_path: Path, auth: str) -> Any:
+    return _config(tmp_path, auth).auth
 
 
 def test_settings(tmp_path: Path) -> None:
-    settings = _auth(tmp_path, "  token:\n    realm: https://r/token\n    service: s\n"
+    config = _config(tmp_path, "  token:\n    realm: https://r/token\n    service: s\n"
                      "    issuer: i\n    jwks: /j\n    uploadgrace: 15m\n"
                      "    signingalgorithms: [ES256, RS256]\n    autoredirect: true\n")
+    settings = config.auth
     assert isinstance(settings, TokenSettings)
     assert settings.uploadgrace == 900 and settings.algorithms == ("ES256", "RS256")
-    assert settings.warnings == ("auth.token.autoredirect: unknown key, ignored",)
+    assert config.warnings == ("configuration key 'auth.token.autoredirect' is not supported yet",)
     for auth, message in [
         ("  token:\n    realm: r\n    service: s\n    issuer: i\n", "rootcertbundle or jwks"),
         ("  token:\n    service: s\n    issuer: i\n    jwks: j\n", "auth.token.realm: required"),

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from fastreg.configkeys import ConfigError
+from fastreg.config import ConfigError
 from fastreg.storage import factory
 from fastreg.storage.base import PathNotFound, StorageError
 from fastreg.storage.s3 import S3Driver, S3Params

@@ -233,6 +233,23 @@ def test_wrong_type_stops_the_start_naming_the_key(tmp_path: Path) -> None:
     assert "storage.delete.enabled" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("params", "key"),
+    [("rootdirectory: [a, b]", "storage.filesystem.rootdirectory"),
+     ("maxthreads: lots", "storage.filesystem.maxthreads")],
+)
+def test_a_wrongly_typed_driver_key_stops_the_start_in_one_line(
+    tmp_path: Path, params: str, key: str
+) -> None:
+    result = run_serve(
+        tmp_path,
+        f"version: 0.1\nstorage:\n  filesystem:\n    {params}\nhttp:\n  addr: 127.0.0.1:0\n",
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith(f"fastreg: configuration error: {key}: expected ")
+
+
 def test_unknown_key_warns_and_starts(tmp_path: Path) -> None:
     root = tmp_path / "root"
     server = start_fastreg(root, tmp_path / "w", extra={"http": {"bogus": 1}})

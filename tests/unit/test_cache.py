@@ -13,6 +13,7 @@ from fastreg.registry.cache.caches import (
     RedisDescriptorCache,
     RedisTagCache,
 )
+from fastreg.registry.cache.redis import parse as parse_redis
 from fastreg.registry.digests import Digest
 from tests.redis_server import RedisServer, redis_server  # noqa: F401 - fixture
 
@@ -21,7 +22,7 @@ DIGEST = Digest.from_bytes(b"layer")
 
 def redis_cache(server: RedisServer) -> RedisDescriptorCache:
     return RedisDescriptorCache.from_config(
-        {"addr": server.addr, "dialtimeout": "200ms", "readtimeout": "200ms"}
+        parse_redis({"addr": server.addr, "dialtimeout": "200ms", "readtimeout": "200ms"})
     )
 
 
@@ -84,7 +85,7 @@ async def test_invalidation_during_an_outage_is_replayed(
     tags_r = RedisTagCache(reader, 60, False)
     await tags_r.put("repo", ["v1"], await tags_r.generation("repo"))
     # the writer's Redis is unreachable (nothing listens there): its invalidations cannot land
-    writer = RedisDescriptorCache.from_config({"addr": f"127.0.0.1:{_closed_port()}"})
+    writer = RedisDescriptorCache.from_config(parse_redis({"addr": f"127.0.0.1:{_closed_port()}"}))
     writer.BACKOFF = 0.0
     await writer.forget_link("repo", DIGEST)
     await RedisTagCache(writer, 60, False).forget("repo")

@@ -1,8 +1,7 @@
 """deploy/examples/*.yml and deploy/systemd/fastreg.service: what ships must load as written.
 
 Each example loads with no error and no warning (an unknown or misspelt key warns), passes the
-checks `fastreg serve` runs before starting (health, debug, notifications, maintenance, auth, the
-S3 parameters), and the files an auth example names, once they exist, are read as they would be.
+checks loading runs (health, debug, notifications, maintenance, auth, the S3 parameters), and the files an auth example names, once they exist, are read as they would be.
 """
 
 from __future__ import annotations
@@ -17,11 +16,8 @@ import yaml
 
 from fastreg.auth import standalone
 from fastreg.auth.middleware import check_auth
-from fastreg.auth.settings import HtpasswdSettings, TokenSettings, auth_settings
+from fastreg.auth.settings import HtpasswdSettings, TokenSettings
 from fastreg.config import Config, load_config, parse_config
-from fastreg.registry.gc.settings import OnlineGCSettings
-from fastreg.registry.purge import PurgeSettings
-from fastreg.server.debug import validate
 from fastreg.storage.s3.params import S3Params
 from tests.auth.tokens import make_key, write_bundle, write_htpasswd
 
@@ -40,18 +36,13 @@ def test_every_expected_example_ships() -> None:
 
 @pytest.mark.parametrize("path", example_files(), ids=lambda p: p.name)
 def test_example_loads_without_warnings(path: Path) -> None:
+    # every section is parsed at load: health, debug server, notifications, maintenance, auth
     config = load_config(path, {})  # no REGISTRY_* from the test's environment
     assert config.warnings == ()
-    validate(config)  # health, debug server, notifications
-    PurgeSettings.from_maintenance(config.storage.maintenance, config.storage.readonly)
-    OnlineGCSettings.from_maintenance(config.storage.maintenance, config.storage.readonly)
-    settings = auth_settings(config)
-    if isinstance(settings, TokenSettings):
-        assert settings.warnings == ()
     if config.storage.driver == "s3":
         known = {f.name for f in dataclasses.fields(S3Params)}
         assert set(config.storage.parameters) <= known, "a key the s3 driver does not read"
-        S3Params.parse(config.storage.parameters)
+        assert config.storage.params == S3Params.parse(config.storage.parameters)
 
 
 def test_s3_example_shares_caches_in_redis() -> None:
@@ -59,7 +50,7 @@ def test_s3_example_shares_caches_in_redis() -> None:
     params = S3Params.parse(config.storage.parameters)
     assert (params.bucket, params.region, params.secure) == ("registry", "eu-west-1", True)
     assert (config.storage.blobdescriptor_cache, config.storage.tags_cache) == ("redis", "redis")
-    assert config.redis["addr"] == "127.0.0.1:6379"
+    assert config.redis.addr == "127.0.0.1:6379"
 
 
 def test_filesystem_example_is_for_the_proxy_and_systemd() -> None:
@@ -68,8 +59,8 @@ def test_filesystem_example_is_for_the_proxy_and_systemd() -> None:
     assert config.storage.parameters["rootdirectory"] == "/var/lib/registry"
     assert config.http.host_port() == ("127.0.0.1", 5000)  # the upstream of deploy/nginx
     assert config.http.relativeurls is False
-    assert PurgeSettings.from_maintenance(config.storage.maintenance, False).enabled
-    assert not OnlineGCSettings.from_maintenance(config.storage.maintenance, False).enabled
+    assert config.storage.purge.enabled
+    assert not config.storage.gc.enabled
 
 
 def _with_files_in(path: Path, tmp_path: Path, prefix: str) -> Config:
@@ -79,7 +70,7 @@ def _with_files_in(path: Path, tmp_path: Path, prefix: str) -> Config:
 
 def test_htpasswd_example_reads_its_file(tmp_path: Path) -> None:
     config = _with_files_in(EXAMPLES / "htpasswd.yml", tmp_path, "/etc/docker/registry/")
-    settings = auth_settings(config)
+    settings = config.auth
     assert isinstance(settings, HtpasswdSettings)
     write_htpasswd(Path(settings.path), {"alice": "alice-password"})
     check_auth(config)
@@ -87,7 +78,7 @@ def test_htpasswd_example_reads_its_file(tmp_path: Path) -> None:
 
 def test_token_example_starts_registry_and_issuer(tmp_path: Path) -> None:
     config = _with_files_in(EXAMPLES / "token-auth.yml", tmp_path, "/etc/fastreg/")
-    settings = auth_settings(config)
+    settings = config.auth
     assert isinstance(settings, TokenSettings) and settings.server is not None
     assert not settings.server.embedded  # `fastreg token-server` runs it apart
     key = make_key("ec")

@@ -11,6 +11,7 @@ import pytest
 
 from fastreg.registry import leases
 from fastreg.registry.cache.caches import RedisDescriptorCache
+from fastreg.registry.cache.redis import parse as parse_redis
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.leases import UploadLeases
 from fastreg.storage.inmemory import InMemoryDriver
@@ -23,8 +24,8 @@ PATH = f"/docker/registry/v2/repositories/r/_uploads/{UPLOAD}/startedat"
 
 
 def redis(addr: str) -> RedisDescriptorCache:
-    return RedisDescriptorCache.from_config({"addr": addr, "dialtimeout": "200ms",
-                                             "readtimeout": "200ms"})  # fmt: skip
+    return RedisDescriptorCache.from_config(parse_redis({"addr": addr, "dialtimeout": "200ms",
+                                             "readtimeout": "200ms"}))  # fmt: skip
 
 
 def host_local_driver() -> S3Driver:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from fastreg.configkeys import ConfigError
+from fastreg.config import ConfigError
 from fastreg.storage.factory import create_driver
 from fastreg.storage.oss import OssDriver, oss_params
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fastreg.configkeys import ConfigError
+from fastreg.config import ConfigError
 from fastreg.storage.swift.auth import AuthError, auth_request, read_answer
 from fastreg.storage.swift.params import SwiftParams
 

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from fastreg.config import parse_duration
 from fastreg.registry.blobs import BlobInfo
 from fastreg.registry.cache.lru import LRU
+from fastreg.registry.cache.redis import RedisSettings
 from fastreg.registry.digests import Digest
 
 log = logging.getLogger("fastreg.cache")
@@ -126,25 +125,23 @@ class RedisDescriptorCache:
         self.misses = 0
 
     @classmethod
-    def from_config(cls, redis: Mapping[str, Any]) -> RedisDescriptorCache:
-        addr = str(redis.get("addr") or "127.0.0.1:6379")
-        host, _, port = addr.rpartition(":")
-        pool = redis.get("pool") or {}
+    def from_config(cls, redis: RedisSettings) -> RedisDescriptorCache:
+        host, port = redis.host_port()
         # the redis client (some 7 MiB per worker) is loaded only when a cache uses Redis
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
         client = aioredis.Redis(
-            host=host or "127.0.0.1",
-            port=int(port or 6379),
-            db=int(redis.get("db") or 0),
-            username=str(redis["username"]) if redis.get("username") else None,
-            password=str(redis["password"]) if redis.get("password") else None,
-            socket_connect_timeout=_seconds(redis.get("dialtimeout"), 1.0),
-            socket_timeout=_seconds(redis.get("readtimeout"), 1.0),
-            max_connections=int(pool.get("maxactive") or 64),
-            ssl=bool((redis.get("tls") or {}).get("enabled")),
+            host=host,
+            port=port,
+            db=redis.db,
+            username=redis.username,
+            password=redis.password,
+            socket_connect_timeout=redis.dialtimeout,
+            socket_timeout=redis.readtimeout,
+            max_connections=redis.maxactive,
+            ssl=redis.tls,
             retry=Retry(NoBackoff(), 0),
         )
         return cls(client)
@@ -246,10 +243,6 @@ class RedisDescriptorCache:
 
     async def close(self) -> None:
         await self._redis.aclose()
-
-
-def _seconds(value: Any, default: float) -> float:
-    return parse_duration(value) if value not in (None, "") else default
 
 
 class InMemoryTagCache:

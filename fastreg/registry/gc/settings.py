@@ -7,11 +7,10 @@ same config.yml must keep starting both servers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastreg.configkeys import ConfigError, as_bool, as_duration
+from fastreg.config.convert import ConfigError, Section
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,18 +20,17 @@ class OnlineGCSettings:
     delay: float = 3600.0  # blobs younger than this are never collected
     dryrun: bool = False
 
-    @classmethod
-    def from_maintenance(cls, maintenance: Mapping[str, Any], readonly: bool) -> OnlineGCSettings:
-        raw = maintenance.get("gc")
-        section: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-        p = "storage.maintenance.gc"
-        d = cls()
-        settings = cls(
-            enabled=as_bool(section.get("enabled", False), f"{p}.enabled") and not readonly,
-            interval=as_duration(section.get("interval", "24h"), f"{p}.interval") or d.interval,
-            delay=as_duration(section.get("delay", "1h"), f"{p}.delay"),
-            dryrun=as_bool(section.get("dryrun", False), f"{p}.dryrun"),
-        )
-        if settings.interval <= 0 or settings.delay < 0:
-            raise ConfigError(f"{p}: interval must be positive and delay not negative")
-        return settings
+
+def parse(section: Any, readonly: bool = False) -> OnlineGCSettings:
+    """`storage.maintenance.gc`, checked (off in read-only mode); ConfigError names the key."""
+    p = Section(section, "storage.maintenance.gc")
+    default = OnlineGCSettings()
+    settings = OnlineGCSettings(
+        enabled=p.flag("enabled") and not readonly,
+        interval=p.duration("interval", default.interval) or default.interval,
+        delay=p.duration("delay", default.delay),
+        dryrun=p.flag("dryrun"),
+    )
+    if settings.interval <= 0 or settings.delay < 0:
+        raise ConfigError(f"{p.path}: interval must be positive and delay not negative")
+    return settings

@@ -23,4 +23,8 @@ class AzureDriver(ObjectStoreDriver[AzureObjects]):
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> AzureDriver:
-        return cls(AzureObjects(AzureParams.parse(params)), AzureWriter.open)
+        return cls.from_settings(AzureParams.parse(params))
+
+    @classmethod
+    def from_settings(cls, settings: AzureParams) -> AzureDriver:
+        return cls(AzureObjects(settings), AzureWriter.open)

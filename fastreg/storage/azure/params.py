@@ -19,13 +19,38 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastreg.configkeys import ConfigError
-from fastreg.storage.rest import ParamReader
+from fastreg.config.convert import SECONDS, ConfigError, Section
+from fastreg.config.keys import ANY, BOOL, DURATION_S, INT, STR, struct, unsupported
 
 MIB = 1024 * 1024
 DEFAULT_CHUNK = 4 * MIB  # Distribution's block size
 MAX_CHUNK = 100 * MIB
 MIN_CHUNK = 64 * 1024
+
+#: `storage.azure`: Distribution 2.8's keys, Distribution 3's and GitLab's that fastreg reads,
+#: fastreg's own, and Distribution 3's that it does not implement (warned as not supported).
+KEYS = struct(
+    accountname=STR,
+    accountkey=STR,
+    container=STR,
+    realm=STR,
+    serviceurl=STR,
+    rootdirectory=STR,
+    legacyrootprefix=BOOL,
+    trimlegacyrootprefix=BOOL,
+    copy_status_poll_max_retry=INT,
+    copy_status_poll_delay=DURATION_S,
+    chunksize=INT,
+    maxretries=INT,
+    presignexpiry=DURATION_S,
+    connecttimeout=DURATION_S,
+    readtimeout=DURATION_S,
+    credentials=unsupported(ANY),
+    max_retries=unsupported(INT),
+    retry_try_timeout=unsupported(ANY),
+    retry_delay=unsupported(ANY),
+    max_retry_delay=unsupported(ANY),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +82,14 @@ class AzureParams:
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> AzureParams:
-        r = ParamReader(raw, "storage.azure")
-        name, key, container = r.text("accountname"), r.text("accountkey"), r.text("container")
-        for k, v in (("accountname", name), ("accountkey", key), ("container", container)):
-            if not v:
-                raise ConfigError(f"storage.azure.{k}: required")
-        assert name and key and container
+        r = Section(raw, "storage.azure")
+        name, key = r.required("accountname"), r.required("accountkey")
+        container = r.required("container")
         try:
             secret = base64.b64decode(key, validate=True)
         except (binascii.Error, ValueError):
             raise ConfigError("storage.azure.accountkey: not a base64 account key") from None
-        legacy, trim = r.flag("legacyrootprefix", None), r.flag("trimlegacyrootprefix", None)
+        legacy, trim = r.maybe_flag("legacyrootprefix"), r.maybe_flag("trimlegacyrootprefix")
         if legacy and trim:
             raise ConfigError(
                 "storage.azure.trimlegacyrootprefix: cannot be used with legacyrootprefix"
@@ -76,15 +98,20 @@ class AzureParams:
             accountname=name,
             accountkey=secret,
             container=container,
-            realm=r.text("realm") or "core.windows.net",
-            serviceurl=r.text("serviceurl") or "",
-            rootdirectory=(r.text("rootdirectory") or "").strip("/"),
+            realm=r.text("realm", "core.windows.net"),
+            serviceurl=r.text("serviceurl"),
+            rootdirectory=r.text("rootdirectory").strip("/"),
             legacyrootprefix=legacy if legacy is not None else not trim,
             chunksize=r.integer("chunksize", DEFAULT_CHUNK, MIN_CHUNK, MAX_CHUNK),
             maxretries=r.integer("maxretries", 3, 0, 100),
-            presignexpiry=r.seconds("presignexpiry", 20 * 60.0),
-            connecttimeout=r.seconds("connecttimeout", 5.0),
-            readtimeout=r.seconds("readtimeout", 60.0),
+            presignexpiry=r.positive_duration("presignexpiry", 20 * 60.0, SECONDS),
+            connecttimeout=r.positive_duration("connecttimeout", 5.0, SECONDS),
+            readtimeout=r.positive_duration("readtimeout", 60.0, SECONDS),
             copypollretries=r.integer("copy_status_poll_max_retry", 60, 1, 100_000),
-            copypolldelay=r.seconds("copy_status_poll_delay", 0.1),
+            copypolldelay=r.positive_duration("copy_status_poll_delay", 0.1, SECONDS),
         )
+
+
+def parse(raw: Mapping[str, Any]) -> AzureParams:
+    """The driver's settings from its checked `storage.azure` section (the factory's hook)."""
+    return AzureParams.parse(raw)

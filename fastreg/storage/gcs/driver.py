@@ -22,4 +22,8 @@ class GCSDriver(ObjectStoreDriver[GCSObjects]):
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> GCSDriver:
-        return cls(GCSObjects(GCSParams.parse(params)), GCSWriter.open)
+        return cls.from_settings(GCSParams.parse(params))
+
+    @classmethod
+    def from_settings(cls, settings: GCSParams) -> GCSDriver:
+        return cls(GCSObjects(settings), GCSWriter.open)

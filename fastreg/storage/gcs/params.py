@@ -17,14 +17,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastreg.configkeys import ConfigError
-from fastreg.storage.rest import ParamReader
+from fastreg.config.convert import SECONDS, ConfigError, Section
+from fastreg.config.keys import ANY, DURATION_S, INT, STR, mapof, struct
 
 KIB = 1024
 MIN_CHUNK = 256 * KIB  # resumable upload chunks are multiples of this
 DEFAULT_CHUNK = 20 * MIN_CHUNK  # Distribution's default
 MAX_CHUNK = 1024 * MIN_CHUNK * 4  # 1 GiB
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
+
+#: `storage.gcs`: Distribution 2.8's keys and fastreg's own.
+KEYS = struct(
+    bucket=STR,
+    keyfile=STR,
+    credentials=mapof(ANY),  # a service account key, inline
+    rootdirectory=STR,
+    chunksize=INT,
+    maxconcurrency=INT,
+    endpoint=STR,
+    maxretries=INT,
+    presignexpiry=DURATION_S,
+    connecttimeout=DURATION_S,
+    readtimeout=DURATION_S,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,31 +82,29 @@ class GCSParams:
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> GCSParams:
-        r = ParamReader(raw, "storage.gcs")
-        bucket = r.text("bucket")
-        if not bucket:
-            raise ConfigError("storage.gcs.bucket: required")
+        r = Section(raw, "storage.gcs")
+        bucket = r.required("bucket")
         chunksize = r.integer("chunksize", DEFAULT_CHUNK, MIN_CHUNK, MAX_CHUNK)
         if chunksize % MIN_CHUNK:
             raise ConfigError(f"storage.gcs.chunksize: must be a multiple of {MIN_CHUNK}")
         return cls(
             bucket=bucket,
             account=_account(r, raw, os.environ if environ is None else environ),
-            rootdirectory=(r.text("rootdirectory") or "").strip("/"),
+            rootdirectory=r.text("rootdirectory").strip("/"),
             chunksize=chunksize,
             maxconcurrency=r.integer("maxconcurrency", 50, 25, 10_000),
-            endpoint=(r.text("endpoint") or DEFAULT_ENDPOINT).rstrip("/"),
+            endpoint=r.text("endpoint", DEFAULT_ENDPOINT).rstrip("/"),
             maxretries=r.integer("maxretries", 5, 0, 100),
-            presignexpiry=min(r.seconds("presignexpiry", 20 * 60.0), 7 * 24 * 3600.0),
-            connecttimeout=r.seconds("connecttimeout", 5.0),
-            readtimeout=r.seconds("readtimeout", 60.0),
+            presignexpiry=min(r.positive_duration("presignexpiry", 20 * 60.0, SECONDS), 7 * 24 * 3600.0),
+            connecttimeout=r.positive_duration("connecttimeout", 5.0, SECONDS),
+            readtimeout=r.positive_duration("readtimeout", 60.0, SECONDS),
         )
 
 
 def _account(
-    r: ParamReader, raw: Mapping[str, Any], environ: Mapping[str, str]
+    r: Section, raw: Mapping[str, Any], environ: Mapping[str, str]
 ) -> ServiceAccount | None:
-    keyfile = r.text("keyfile")
+    keyfile = r.optional("keyfile")
     inline = raw.get("credentials")
     if keyfile and inline:
         raise ConfigError("storage.gcs.credentials: cannot be used together with keyfile")
@@ -112,3 +125,8 @@ def _account(
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{where}: {keyfile} is not a JSON object")
     return ServiceAccount.from_json(doc, where)
+
+
+def parse(raw: Mapping[str, Any]) -> GCSParams:
+    """The driver's settings from its checked `storage.gcs` section (the factory's hook)."""
+    return GCSParams.parse(raw)

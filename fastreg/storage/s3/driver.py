@@ -41,6 +41,10 @@ class S3Driver(BucketDriver[S3Objects]):
     def from_parameters(cls, params: Mapping[str, Any]) -> S3Driver:
         return cls(S3Params.parse(params))
 
+    @classmethod
+    def from_settings(cls, settings: S3Params) -> S3Driver:
+        return cls(settings)
+
     # -- small files ------------------------------------------------------------------------
 
     async def get_content(self, path: str, limit: int | None = None) -> bytes:

@@ -1,7 +1,11 @@
 """The `storage.s3` parameters of Distribution's s3 driver, parsed and checked once at start.
 
-Values arrive raw from YAML or the environment (strings, ints, bools); every check names the key.
-Keys are Distribution's; `presignexpiry` and `connecttimeout`/`readtimeout` are fastreg's own.
+Values arrive raw from YAML or the environment (strings, ints, bools) and are read with the
+converters of `fastreg.config.convert` (Distribution's Go rules); every error names the key.
+`KEYS` is the driver's part of the key table (checked at load: unknown keys warn, a wrong type
+stops the start). Keys are Distribution's (`registry/storage/driver/s3-aws`); `maxbufferedparts`,
+`maxrequestspersecond`, `maxretries`, `presignexpiry` and `connecttimeout`/`readtimeout` are
+fastreg's own (a bare number of those durations counts seconds).
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastreg.configkeys import ConfigError, parse_duration
+from fastreg.config.convert import SECONDS, ConfigError, Section
+from fastreg.config.keys import ANY, BOOL, DURATION_S, INT, STR, struct, unsupported
 
 MIN_PART = 5 * 1024 * 1024
 MAX_PART = 5 * 1024 * 1024 * 1024
@@ -31,6 +36,41 @@ _STORAGE_CLASSES = (
     "INTELLIGENT_TIERING",
     "GLACIER_IR",
     "NONE",
+)
+
+
+#: `storage.s3` (and `storage.s3aws`) as Distribution 2.8 knows it, plus fastreg's own keys.
+KEYS = struct(
+    accesskey=STR,
+    secretkey=STR,
+    sessiontoken=STR,
+    region=STR,
+    regionendpoint=STR,
+    forcepathstyle=BOOL,
+    bucket=STR,
+    encrypt=BOOL,
+    keyid=STR,
+    secure=BOOL,
+    skipverify=BOOL,
+    v4auth=BOOL,
+    chunksize=INT,
+    multipartcopychunksize=INT,
+    multipartcopymaxconcurrency=INT,
+    multipartcopythresholdsize=INT,
+    rootdirectory=STR,
+    storageclass=STR,
+    maxbufferedparts=INT,
+    maxrequestspersecond=INT,
+    maxretries=INT,
+    presignexpiry=DURATION_S,
+    connecttimeout=DURATION_S,
+    readtimeout=DURATION_S,
+    useragent=unsupported(STR),
+    objectacl=unsupported(STR),
+    usedualstack=unsupported(BOOL),
+    accelerate=unsupported(BOOL),
+    usefipsendpoint=unsupported(BOOL),
+    loglevel=unsupported(ANY),
 )
 
 
@@ -87,31 +127,29 @@ class S3Params:
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> S3Params:
-        p = _Reader(raw)
-        bucket = p.text("bucket")
-        if not bucket:
-            raise ConfigError("storage.s3.bucket: required")
-        endpoint = p.text("regionendpoint")
-        region = p.text("region") or ("us-east-1" if endpoint else None)
+        p = Section(raw, "storage.s3")
+        bucket = p.required("bucket")
+        endpoint = p.optional("regionendpoint") or None
+        region = p.optional("region") or ("us-east-1" if endpoint else None)
         if not region:
             raise ConfigError("storage.s3.region: required (or set regionendpoint)")
         v4auth = p.flag("v4auth", True)
         if not v4auth and (not endpoint or "amazonaws.com" in endpoint):
             raise ConfigError("storage.s3.v4auth: Amazon S3 accepts only v4 authentication")
-        storageclass = (p.text("storageclass") or "STANDARD").upper()
+        storageclass = p.text("storageclass", "STANDARD").upper()
         if storageclass not in _STORAGE_CLASSES:
             known = ", ".join(_STORAGE_CLASSES)
             raise ConfigError(f"storage.s3.storageclass: {storageclass!r} is not one of {known}")
         return cls(
             bucket=bucket,
             region=region,
-            accesskey=p.text("accesskey"),
-            secretkey=p.text("secretkey"),
-            sessiontoken=p.text("sessiontoken"),
+            accesskey=p.optional("accesskey"),
+            secretkey=p.optional("secretkey"),
+            sessiontoken=p.optional("sessiontoken"),
             regionendpoint=endpoint,
             # Distribution 2.8 always uses path-style addressing with a custom endpoint
             forcepathstyle=p.flag("forcepathstyle", bool(endpoint)),
-            rootdirectory=(p.text("rootdirectory") or "").strip("/"),
+            rootdirectory=p.text("rootdirectory").strip("/"),
             chunksize=p.integer("chunksize", DEFAULT_CHUNK, MIN_PART, MAX_PART),
             multipartcopychunksize=p.integer(
                 "multipartcopychunksize", DEFAULT_COPY_CHUNK, MIN_PART, MAX_PART
@@ -128,56 +166,15 @@ class S3Params:
             v4auth=v4auth,
             storageclass=None if storageclass == "NONE" else storageclass,
             encrypt=p.flag("encrypt", False),
-            keyid=p.text("keyid"),
+            keyid=p.optional("keyid") or None,
             maxrequestspersecond=float(p.integer("maxrequestspersecond", 0, 0, 1_000_000)),
             maxretries=p.integer("maxretries", DEFAULT_RETRIES, 0, 100),
-            presignexpiry=p.seconds("presignexpiry", 20 * 60.0),
-            connecttimeout=p.seconds("connecttimeout", 5.0),
-            readtimeout=p.seconds("readtimeout", 60.0),
+            presignexpiry=p.positive_duration("presignexpiry", 20 * 60.0, SECONDS),
+            connecttimeout=p.positive_duration("connecttimeout", 5.0, SECONDS),
+            readtimeout=p.positive_duration("readtimeout", 60.0, SECONDS),
         )
 
 
-class _Reader:
-    def __init__(self, raw: Mapping[str, Any]) -> None:
-        self.raw = raw
-
-    def text(self, key: str) -> str | None:
-        value = self.raw.get(key)
-        if value is None or value == "":
-            return None
-        if isinstance(value, (Mapping, list, tuple, bool)):
-            raise ConfigError(f"storage.s3.{key}: expected a string, got {value!r}")
-        return str(value)
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.raw.get(key)
-        if value is None or value == "":
-            return default
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-            return value.lower() in ("true", "1")
-        raise ConfigError(f"storage.s3.{key}: expected a boolean, got {value!r}")
-
-    def integer(self, key: str, default: int, low: int, high: int) -> int:
-        value = self.raw.get(key)
-        if value is None or value == "":
-            return default
-        try:
-            number = value if isinstance(value, int) else int(str(value).strip(), 0)
-        except ValueError:
-            number = None
-        if number is None or isinstance(value, bool):
-            raise ConfigError(f"storage.s3.{key}: expected an integer, got {value!r}")
-        if not low <= number <= high:
-            raise ConfigError(f"storage.s3.{key}: {number} is not between {low} and {high}")
-        return number
-
-    def seconds(self, key: str, default: float) -> float:
-        value = self.raw.get(key)
-        if value is None or value == "":
-            return default
-        seconds = float(value) if isinstance(value, (int, float)) else parse_duration(str(value))
-        if isinstance(value, bool) or seconds <= 0:
-            raise ConfigError(f"storage.s3.{key}: expected a positive duration, got {value!r}")
-        return seconds
+def parse(raw: Mapping[str, Any]) -> S3Params:
+    """The driver's settings from its checked `storage.s3` section (the factory's hook)."""
+    return S3Params.parse(raw)

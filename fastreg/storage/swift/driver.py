@@ -25,7 +25,11 @@ class SwiftDriver(ObjectStoreDriver[SwiftObjects]):
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> SwiftDriver:
-        return cls(SwiftObjects(SwiftParams.parse(params)), SwiftWriter.open)
+        return cls.from_settings(SwiftParams.parse(params))
+
+    @classmethod
+    def from_settings(cls, settings: SwiftParams) -> SwiftDriver:
+        return cls(SwiftObjects(settings), SwiftWriter.open)
 
     # -- move and delete ----------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The `storage.swift` parameters of Distribution's swift driver, parsed and checked once at start.
 
 Keys are Distribution's (ncw/swift connection settings plus the driver's own). `rootdirectory` is
-accepted as another name for Distribution's `prefix`; `connecttimeout`/`readtimeout` are fastreg's.
+accepted as another name for Distribution's `prefix`; `pagesize`, `retries` and
+`connecttimeout`/`readtimeout` are fastreg's. `KEYS` is the driver's part of the key table.
 """
 
 from __future__ import annotations
@@ -10,14 +11,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastreg.configkeys import ConfigError
-from fastreg.storage.rest import ParamReader
+from fastreg.config.convert import SECONDS, ConfigError, Section
+from fastreg.config.keys import ANY, BOOL, DURATION_S, INT, STR, struct
 
 MIN_CHUNK = 1024 * 1024
 MAX_CHUNK = 5 * 1024 * 1024 * 1024  # Swift's default max_file_size: one segment is one object
 DEFAULT_CHUNK = 20 * 1024 * 1024
 DEFAULT_RETRIES = 3  # ncw/swift retries 3 times when `retries` is 0
 ENDPOINT_TYPES = ("public", "internal", "admin")
+
+_TEXT_KEYS = ("username", "password", "authurl", "container", "tenant", "tenantid", "domain",
+              "domainid", "tenantdomain", "tenantdomainid", "trustid", "region", "endpointtype",
+              "prefix", "rootdirectory", "secretkey", "accesskey")
+KEYS = struct(
+    **dict.fromkeys(_TEXT_KEYS, STR),
+    authversion=INT,
+    insecureskipverify=BOOL,
+    chunksize=INT,
+    pagesize=INT,
+    retries=INT,
+    tempurlcontainerkey=BOOL,
+    tempurlmethods=ANY,  # a list, or a comma or space separated string (environment)
+    connecttimeout=DURATION_S,
+    readtimeout=DURATION_S,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,21 +67,16 @@ class SwiftParams:
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> SwiftParams:
-        p = ParamReader(raw, "storage.swift")
-        required = {}
-        for key in ("username", "password", "authurl", "container"):
-            value = p.text(key)
-            if not value:
-                raise ConfigError(f"storage.swift.{key}: required")
-            required[key] = value
+        p = Section(raw, "storage.swift")
+        required = {k: p.required(k) for k in ("username", "password", "authurl", "container")}
         authurl = required["authurl"].rstrip("/")
         version = p.integer("authversion", 0, 0, 3) or detect_version(authurl)
-        endpointtype = (p.text("endpointtype") or "public").lower()
+        endpointtype = p.text("endpointtype", "public").lower()
         if endpointtype not in ENDPOINT_TYPES:
             raise ConfigError(
                 f"storage.swift.endpointtype: {endpointtype!r} is not one of {', '.join(ENDPOINT_TYPES)}"
             )
-        prefix, root = p.text("prefix") or "", p.text("rootdirectory") or ""
+        prefix, root = p.text("prefix"), p.text("rootdirectory")
         if prefix and root and prefix.strip("/") != root.strip("/"):
             raise ConfigError("storage.swift.rootdirectory: differs from storage.swift.prefix")
         return cls(
@@ -73,26 +85,26 @@ class SwiftParams:
             password=required["password"],
             container=required["container"],
             authversion=version,
-            tenant=p.text("tenant") or "",
-            tenantid=p.text("tenantid") or "",
-            domain=p.text("domain") or "",
-            domainid=p.text("domainid") or "",
-            tenantdomain=p.text("tenantdomain") or "",
-            tenantdomainid=p.text("tenantdomainid") or "",
-            trustid=p.text("trustid") or "",
-            region=p.text("region") or "",
+            tenant=p.text("tenant"),
+            tenantid=p.text("tenantid"),
+            domain=p.text("domain"),
+            domainid=p.text("domainid"),
+            tenantdomain=p.text("tenantdomain"),
+            tenantdomainid=p.text("tenantdomainid"),
+            trustid=p.text("trustid"),
+            region=p.text("region"),
             endpointtype=endpointtype,
-            insecureskipverify=bool(p.flag("insecureskipverify", False)),
+            insecureskipverify=p.flag("insecureskipverify"),
             chunksize=p.integer("chunksize", DEFAULT_CHUNK, MIN_CHUNK, MAX_CHUNK),
             prefix=(prefix or root).strip("/"),
             pagesize=p.integer("pagesize", 0, 0, 1_000_000),
             retries=p.integer("retries", 0, 0, 100) or DEFAULT_RETRIES,
-            secretkey=p.text("secretkey") or "",
-            accesskey=p.text("accesskey") or "",
-            tempurlcontainerkey=bool(p.flag("tempurlcontainerkey", False)),
+            secretkey=p.text("secretkey"),
+            accesskey=p.text("accesskey"),
+            tempurlcontainerkey=p.flag("tempurlcontainerkey"),
             tempurlmethods=_methods(raw.get("tempurlmethods")),
-            connecttimeout=p.seconds("connecttimeout", 10.0),
-            readtimeout=p.seconds("readtimeout", 60.0),
+            connecttimeout=p.positive_duration("connecttimeout", 10.0, SECONDS),
+            readtimeout=p.positive_duration("readtimeout", 60.0, SECONDS),
         )
 
 
@@ -119,3 +131,8 @@ def _methods(value: Any) -> tuple[str, ...]:
     if not all(isinstance(m, str) for m in items):
         raise ConfigError(f"storage.swift.tempurlmethods: expected strings, got {value!r}")
     return tuple(m.upper() for m in items)
+
+
+def parse(raw: Mapping[str, Any]) -> SwiftParams:
+    """The driver's settings from its checked `storage.swift` section (the factory's hook)."""
+    return SwiftParams.parse(raw)

@@ -4,22 +4,38 @@
 ``supported=False`` marks keys Distribution accepts but fastreg ignores (loading warns instead of
 failing). ``apply_env`` resolves ``REGISTRY_*`` variable names against the tree (case-insensitively,
 as Distribution's parser does) and ``check`` validates a document against it (type errors naming
-the dotted key, warnings for unknown and not-yet-supported keys). The leaf converters, Go duration
-parsing and ``ConfigError`` live here too so both walks share them; ``fastreg.config`` re-exports
-the public ones and builds the dataclasses.
+the dotted key, warnings for unknown and not-yet-supported keys), with the converters of
+``fastreg.config.convert``.
+
+A storage driver's parameters are a free-form map here (so ``REGISTRY_STORAGE_<DRIVER>_<KEY>``
+creates any key, as in Distribution); each driver declares its own keys with the builders below
+(``struct``, ``unsupported``, the leaf kinds) in its params module, and loading checks the
+configured driver's section against that table (``fastreg.storage.factory.parameters_module``).
 """
 
 from __future__ import annotations
 
-import datetime
 import enum
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
 import yaml
+
+from fastreg.config.convert import SECONDS as SECONDS_UNIT
+from fastreg.config.convert import (
+    ConfigError,
+    as_bool,
+    as_duration,
+    as_headers,
+    as_int,
+    as_mapping,
+    as_size,
+    as_str,
+    as_strlist,
+    describe,
+)
 
 
 class Kind(enum.Enum):
@@ -29,6 +45,8 @@ class Kind(enum.Enum):
     BOOL = "boolean"
     INT = "integer"
     DURATION = "duration"
+    SECONDS = "duration (bare number: seconds)"  # fastreg's own driver timeouts: a bare number counts seconds
+    SIZE = "size"
     STRLIST = "list of strings"
     HEADERS = "header map"
     ANY = "anything"  # free-form value (driver and auth parameters, ...)
@@ -49,21 +67,22 @@ class Key:
     env_name: str = ""  # Distribution's Go field name when it differs from the YAML key
 
 
-def _struct(**fields: Key) -> Key:
+def struct(**fields: Key) -> Key:
     return Key(Kind.STRUCT, fields=MappingProxyType(fields))
 
 
-def _map(item: Key) -> Key:
+def mapof(item: Key) -> Key:
     return Key(Kind.MAP, item=item)
 
 
-def _list(item: Key) -> Key:
+def listof(item: Key) -> Key:
     return Key(Kind.LIST, item=item)
 
 
-def _todo(key: Key) -> Key:
-    """Known to Distribution 2.8, not implemented by fastreg yet."""
+def unsupported(key: Key) -> Key:
+    """Known to Distribution, not implemented by fastreg (yet): loading warns, naming it."""
     return replace(key, supported=False)
+
 
 
 def _env(key: Key, go_name: str) -> Key:
@@ -75,49 +94,83 @@ STR = Key(Kind.STR)
 BOOL = Key(Kind.BOOL)
 INT = Key(Kind.INT)
 DURATION = Key(Kind.DURATION)
+DURATION_S = Key(Kind.SECONDS)  # fastreg's own driver timeouts: a bare number is seconds
+SIZE = Key(Kind.SIZE)
 STRLIST = Key(Kind.STRLIST)
 HEADERS = Key(Kind.HEADERS)
 ANY = Key(Kind.ANY)
-PARAMETERS = _map(ANY)  # a driver's or auth provider's parameters
+PARAMETERS = mapof(ANY)  # a driver's or auth provider's parameters
 
 #: Section names under ``storage`` that are not storage drivers.
 STORAGE_SECTIONS = frozenset({"delete", "maintenance", "cache", "redirect", "tag"})
 
-_LOG = _struct(
-    accesslog=_struct(disabled=BOOL),
+_LOG = struct(
+    accesslog=struct(disabled=BOOL),
     level=STR,
     formatter=STR,
-    fields=_map(ANY),
-    hooks=_todo(_list(ANY)),
-    reportcaller=_todo(BOOL),
+    fields=mapof(ANY),
+    hooks=unsupported(listof(ANY)),
+    reportcaller=unsupported(BOOL),
 )
 
 _STORAGE = replace(
-    _struct(
-        delete=_struct(enabled=BOOL),
-        redirect=_struct(disable=BOOL),
-        cache=_struct(blobdescriptor=STR, blobdescriptorsize=INT, layerinfo=STR, tags=STR, tagsttl=DURATION),
-        maintenance=_struct(
-            uploadpurging=_struct(enabled=BOOL, age=DURATION, interval=DURATION, dryrun=BOOL),
-            readonly=_struct(enabled=BOOL),
+    struct(
+        delete=struct(enabled=BOOL),
+        redirect=struct(disable=BOOL),
+        cache=struct(blobdescriptor=STR, blobdescriptorsize=INT, layerinfo=STR, tags=STR, tagsttl=DURATION),
+        maintenance=struct(
+            uploadpurging=struct(enabled=BOOL, age=DURATION, interval=DURATION, dryrun=BOOL),
+            readonly=struct(enabled=BOOL),
             # fastreg only: online garbage collection (fastreg.registry.gc.settings)
-            gc=_struct(enabled=BOOL, interval=DURATION, delay=DURATION, dryrun=BOOL),
+            gc=struct(enabled=BOOL, interval=DURATION, delay=DURATION, dryrun=BOOL),
         ),
-        tag=_todo(_struct(concurrencylimit=INT)),  # Distribution 3
+        tag=unsupported(struct(concurrencylimit=INT)),  # Distribution 3
     ),
     extra=PARAMETERS,  # every other name under storage is a storage driver
 )
 
-_TLS = _struct(
+_TOKEN_SERVER = struct(
+    key=STR,
+    htpasswd=STR,
+    acl=STR,
+    expiration=DURATION,
+    refreshexpiration=DURATION,
+    embedded=BOOL,
+    addr=STR,
+    path=STR,
+)
+
+# `token` and `htpasswd` are the access controllers fastreg has; any other name (`silly`) is
+# free-form here and refused by fastreg.auth.settings, naming it.
+_AUTH = replace(
+    struct(
+        token=struct(
+            realm=STR,
+            service=STR,
+            issuer=STR,
+            rootcertbundle=STR,
+            jwks=STR,  # Distribution 3
+            signingalgorithms=STRLIST,  # Distribution 3
+            autoredirect=unsupported(BOOL),  # Distribution 3
+            autoredirectpath=unsupported(STR),  # Distribution 3
+            uploadgrace=DURATION,  # fastreg only
+            tokenserver=_TOKEN_SERVER,  # fastreg only: the built-in issuer
+        ),
+        htpasswd=struct(realm=STR, path=STR),
+    ),
+    extra=PARAMETERS,
+)
+
+_TLS = struct(
     certificate=STR,
     key=STR,
     clientcas=STRLIST,
     minimumtls=STR,
     ciphersuites=STRLIST,
-    letsencrypt=_todo(_struct(cachefile=STR, email=STR, hosts=STRLIST, directoryurl=STR)),
+    letsencrypt=unsupported(struct(cachefile=STR, email=STR, hosts=STRLIST, directoryurl=STR)),
 )
 
-_HTTP = _struct(
+_HTTP = struct(
     addr=STR,
     net=STR,
     host=STR,
@@ -129,11 +182,11 @@ _HTTP = _struct(
     readtimeout=DURATION,  # fastreg only: a request body that sends no byte this long is cut
     tls=_TLS,
     headers=HEADERS,
-    debug=_struct(addr=STR, prometheus=_struct(enabled=BOOL, path=STR)),
-    http2=_todo(_struct(disabled=BOOL)),
+    debug=struct(addr=STR, prometheus=struct(enabled=BOOL, path=STR)),
+    http2=unsupported(struct(disabled=BOOL)),
 )
 
-_ENDPOINT = _struct(
+_ENDPOINT = struct(
     name=STR,
     disabled=BOOL,
     url=STR,
@@ -142,112 +195,67 @@ _ENDPOINT = _struct(
     threshold=INT,
     backoff=DURATION,
     ignoredmediatypes=STRLIST,
-    ignore=_struct(mediatypes=STRLIST, actions=STRLIST),
+    ignore=struct(mediatypes=STRLIST, actions=STRLIST),
 )
 
-_NOTIFICATIONS = _struct(
-    events=_env(_struct(includereferences=BOOL), "EventConfig"),
-    endpoints=_list(_ENDPOINT),
-    spool=_struct(directory=STR, maxbytes=INT),  # fastreg only: the durable event queue
+_NOTIFICATIONS = struct(
+    events=_env(struct(includereferences=BOOL), "EventConfig"),
+    endpoints=listof(_ENDPOINT),
+    spool=struct(directory=STR, maxbytes=SIZE),  # fastreg only: the durable event queue
 )
 
-_REDIS = _struct(
+_REDIS = struct(
     addr=STR,
     password=STR,
     db=INT,
     dialtimeout=DURATION,
     readtimeout=DURATION,
     writetimeout=DURATION,
-    pool=_struct(maxidle=INT, maxactive=INT, idletimeout=DURATION),
-    tls=_struct(enabled=BOOL),
+    pool=struct(maxidle=INT, maxactive=INT, idletimeout=DURATION),
+    tls=struct(enabled=BOOL),
 )
 
 _CHECK = MappingProxyType({"interval": DURATION, "threshold": INT})
-_HTTP_CHECK = _struct(uri=STR, headers=HEADERS, statuscode=INT, timeout=DURATION, **_CHECK)
-_HEALTH = _struct(
-    storagedriver=_struct(enabled=BOOL, **_CHECK),
-    file=_env(_list(_struct(file=STR, **_CHECK)), "FileCheckers"),
-    http=_env(_list(_HTTP_CHECK), "HTTPCheckers"),
-    tcp=_env(_list(_struct(addr=STR, timeout=DURATION, **_CHECK)), "TCPCheckers"),
+_HTTP_CHECK = struct(uri=STR, headers=HEADERS, statuscode=INT, timeout=DURATION, **_CHECK)
+_HEALTH = struct(
+    storagedriver=struct(enabled=BOOL, **_CHECK),
+    file=_env(listof(struct(file=STR, **_CHECK)), "FileCheckers"),
+    http=_env(listof(_HTTP_CHECK), "HTTPCheckers"),
+    tcp=_env(listof(struct(addr=STR, timeout=DURATION, **_CHECK)), "TCPCheckers"),
 )
 
-_REPORTING = _struct(
-    bugsnag=_struct(apikey=STR, releasestage=STR, endpoint=STR),
-    newrelic=_struct(licensekey=STR, name=STR, verbose=BOOL),
+_REPORTING = struct(
+    bugsnag=struct(apikey=STR, releasestage=STR, endpoint=STR),
+    newrelic=struct(licensekey=STR, name=STR, verbose=BOOL),
 )
 
-_VALIDATION = _struct(
+_VALIDATION = struct(
     enabled=BOOL,
     disabled=BOOL,
-    manifests=_struct(urls=_struct(allow=STRLIST, deny=STRLIST)),
+    manifests=struct(urls=struct(allow=STRLIST, deny=STRLIST)),
 )
 
 #: The whole of Distribution 2.8's ``Configuration`` struct.
-ROOT = _struct(
+ROOT = struct(
     version=STR,
     log=_LOG,
     loglevel=STR,  # deprecated alias of log.level; fastreg honours it
     storage=_STORAGE,
-    auth=_map(PARAMETERS),
-    middleware=_todo(_map(ANY)),
-    reporting=_todo(_REPORTING),
+    auth=_AUTH,
+    middleware=unsupported(mapof(ANY)),
+    reporting=unsupported(_REPORTING),
     http=_HTTP,
     notifications=_NOTIFICATIONS,
     redis=_REDIS,
     health=_HEALTH,
-    catalog=_todo(_struct(maxentries=INT)),
-    proxy=_todo(_struct(remoteurl=STR, username=STR, password=STR, ttl=DURATION)),
-    compatibility=_struct(
-        schema1=_struct(enabled=BOOL, signingkeyfile=_todo(_env(STR, "TrustKey")))
+    catalog=unsupported(struct(maxentries=INT)),
+    proxy=unsupported(struct(remoteurl=STR, username=STR, password=STR, ttl=DURATION)),
+    compatibility=struct(
+        schema1=struct(enabled=BOOL, signingkeyfile=unsupported(_env(STR, "TrustKey")))
     ),
-    validation=_todo(_VALIDATION),
-    policy=_todo(_struct(repository=_struct(classes=STRLIST))),
+    validation=unsupported(_VALIDATION),
+    policy=unsupported(struct(repository=struct(classes=STRLIST))),
 )
-
-
-# --- values: errors, durations, sizes, leaf types -------------------------------------------
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message starts with the offending dotted key."""
-
-
-_DURATION_UNITS = MappingProxyType({"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600})
-_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|ms|s|m|h)")
-
-
-def parse_duration(value: str | float) -> float:
-    """A Go duration (``"10s"``, ``"1m30s"``, ``"1.5h"``) in seconds; numbers are nanoseconds."""
-    if isinstance(value, bool):
-        raise ConfigError(f"invalid duration {value!r}")
-    if isinstance(value, (int, float)):
-        return value / 1e9
-    if not isinstance(value, str):
-        raise ConfigError(f"invalid duration {describe(value)}")
-    text = value.strip().replace("µ", "u").replace("μ", "u")  # Go accepts µs and μs
-    sign = -1.0 if text.startswith("-") else 1.0
-    body = text[1:] if text[:1] in ("-", "+") else text
-    if body == "0":
-        return 0.0
-    total, pos = 0.0, 0
-    while pos < len(body):
-        match = _DURATION_PART.match(body, pos)
-        if match is None:
-            break
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    if not body or pos != len(body):
-        raise ConfigError(f"invalid duration {value!r}")
-    return sign * total
-
-
-def parse_size(value: str | int) -> int:
-    """A byte count: a non-negative int, or a string of decimal digits."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    raise ConfigError(f"invalid size {value!r}")
 
 
 # --- environment overrides ---------------------------------------------------------------------
@@ -354,76 +362,14 @@ def check(node: Key, value: Any, path: str, warnings: list[str]) -> None:
         _LEAF_CHECKS[node.kind](value, path)
 
 
-# Leaf converters: return the typed value or raise ConfigError("<path>: expected ..., got ...").
-
-
-def as_mapping(value: Any, path: str) -> Mapping[Any, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: expected a mapping, got {describe(value)}")
-    return value
-
-
-def describe(value: Any) -> str:
-    if isinstance(value, dict):
-        return "mapping"
-    if isinstance(value, list):
-        return "list"
-    return repr(value)
-
-
-def as_str(value: Any, path: str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, datetime.date)):
-        return str(value)  # yaml.v2 decodes any scalar into a Go string
-    raise ConfigError(f"{path}: expected a string, got {describe(value)}")
-
-
-def as_bool(value: Any, path: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ConfigError(f"{path}: expected a boolean, got {describe(value)}")
-
-
-def as_int(value: Any, path: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
-        return int(value)
-    raise ConfigError(f"{path}: expected an integer, got {describe(value)}")
-
-
-def as_duration(value: Any, path: str) -> float:
-    try:
-        return parse_duration(value)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-
-
-def as_strlist(value: Any, path: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, list):
-        return tuple(as_str(v, f"{path}[{i}]") for i, v in enumerate(value))
-    return (as_str(value, path),)
-
-
-def as_headers(value: Any, path: str) -> Mapping[str, tuple[str, ...]]:
-    return MappingProxyType(
-        {as_str(k, path): as_strlist(v, f"{path}.{k}") for k, v in as_mapping(value, path).items()}
-    )
-
-
 _LEAF_CHECKS: Mapping[Kind, Callable[[Any, str], object]] = MappingProxyType(
     {
         Kind.STR: as_str,
         Kind.BOOL: as_bool,
         Kind.INT: as_int,
         Kind.DURATION: as_duration,
+        Kind.SECONDS: lambda value, path: as_duration(value, path, SECONDS_UNIT),
+        Kind.SIZE: as_size,
         Kind.STRLIST: as_strlist,
         Kind.HEADERS: as_headers,
     }
