@@ -100,7 +100,8 @@ class InMemoryDriver:
             raise PathNotFound(path)
         prefix = self._prefix(path)
         entries = [*self._files, *self._dirs]
-        return sorted({p[len(prefix) :].split("/", 1)[0] for p in entries if p.startswith(prefix)})
+        below = [p[len(prefix) :] for p in entries if p.startswith(prefix) and p != prefix]
+        return sorted({p.split("/", 1)[0] for p in below})  # the root itself is no child
 
     async def move(self, source: str, dest: str) -> None:
         check_path(source), check_path(dest)

@@ -7,10 +7,7 @@ import os
 import pytest
 
 from fastreg.storage.base import InvalidPath, PathNotFound, StorageDriver, StorageError
-
-
-async def read_all(driver: StorageDriver, path: str, offset: int = 0, length: int | None = None) -> bytes:
-    return b"".join([c async for c in driver.reader(path, offset, length)])
+from tests.drivers.contract import read_all
 
 
 async def test_put_get_roundtrip(driver: StorageDriver) -> None:
