@@ -158,7 +158,12 @@ async def test_concurrent_put_content_to_one_path(driver: StorageDriver) -> None
 
     async def read_whole() -> None:
         for _ in range(5):
-            assert await driver.get_content(path) in versions
+            try:
+                assert await driver.get_content(path) in versions
+            except PathNotFound:
+                # Swift's object server can answer 404 to a GET racing an overwrite (it removes
+                # the older .data file the GET found); never a part of a version
+                assert driver.name == "swift"
             await asyncio.sleep(0)
 
     await asyncio.gather(*(driver.put_content(path, v) for v in versions), read_whole())

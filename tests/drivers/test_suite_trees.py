@@ -46,7 +46,9 @@ async def test_root_exists(driver: StorageDriver) -> None:
             await driver.list("/")
         os.makedirs(driver.root)
     assert await driver.list("/") == []
+    await driver.put_content("/x", b"1")
     assert (await driver.stat("/")).is_dir
+    assert await driver.list("/") == ["x"]
 
 
 async def test_valid_paths(driver: StorageDriver) -> None:
@@ -103,14 +105,19 @@ async def test_list_more_than_a_page(driver: StorageDriver) -> None:
         await driver.list(parent)
 
 
-async def test_list_of_a_missing_directory(driver: StorageDriver) -> None:
-    await driver.put_content("/lst/abc/file", b"1")
-    await driver.put_content("/lst/abcdef", b"1")
-    for missing in ("/nothing", "/lst/ab", "/lst/abc/fil", "/lst/abc/file/below"):
+async def test_missing_names_and_names_that_are_prefixes(driver: StorageDriver) -> None:
+    """A missing directory lists and stats as PathNotFound, a prefix of a stored name included."""
+    await driver.put_content("/lst/abc/file", b"12")
+    await driver.put_content("/lst/abcdef", b"123")
+    for missing in ("/nothing", "/l", "/lst/ab", "/lst/abcd", "/lst/abc/fil", "/lst/abc/file/x"):
         with pytest.raises(PathNotFound):
             await driver.list(missing)
+        with pytest.raises(PathNotFound):
+            await driver.stat(missing)
     assert sorted(await driver.list("/lst")) == ["abc", "abcdef"]
     assert await driver.list("/lst/abc") == ["file"]
+    assert (await driver.stat("/lst/abc")).is_dir
+    assert (await driver.stat("/lst/abcdef")).size == 3
 
 
 async def test_list_names_direct_children_only(driver: StorageDriver) -> None:
@@ -137,16 +144,6 @@ async def test_stat(driver: StorageDriver) -> None:
     assert (await driver.stat(top)).is_dir
 
 
-async def test_stat_of_a_name_that_is_a_prefix(driver: StorageDriver) -> None:
-    await driver.put_content("/st/abc/file", b"12")
-    await driver.put_content("/st/abcdef", b"123")
-    for missing in ("/st/ab", "/st/abc/fil", "/st/abcd", "/s"):
-        with pytest.raises(PathNotFound):
-            await driver.stat(missing)
-    assert (await driver.stat("/st/abc")).is_dir
-    assert (await driver.stat("/st/abcdef")).size == 3
-
-
 async def test_deep_tree(driver: StorageDriver) -> None:
     """Thirty levels, a file at several of them: every level lists, stats and walks."""
     levels = [random_name(6) for _ in range(30)]
@@ -161,10 +158,29 @@ async def test_deep_tree(driver: StorageDriver) -> None:
         assert (await driver.stat(d)).is_dir
     assert await walk(driver, dirs[0]) == {p: len(d) for p, d in files.items()}
     assert await driver.get_content(f"{dirs[-1]}/leaf") == files[f"{dirs[-1]}/leaf"]
-    await driver.delete(dirs[10])
-    assert await walk(driver, dirs[0]) == {p: len(files[p]) for p in files if len(p) < len(dirs[10])}
+    await driver.delete(dirs[8])  # dirs[7] holds a file: no directory is left empty
+    assert await walk(driver, dirs[0]) == {p: len(files[p]) for p in files if len(p) < len(dirs[8])}
     with pytest.raises(PathNotFound):
         await driver.stat(dirs[20])
+
+
+async def test_list_and_stat_agree_once_a_subtree_goes(
+    driver: StorageDriver, request: pytest.FixtureRequest
+) -> None:
+    """A directory whose only subtree was deleted: what its parent lists, stat finds. On disk
+    (and in memory) the directory stays, empty; an object store has no directory left."""
+    if driver.name in ("s3", "oss"):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "SeaweedFS's filer keeps an emptied folder and lists it as a common prefix, while "
+            "a listing inside it finds nothing: `stat` says PathNotFound for a name `list` "
+            "gave (AWS S3 lists no empty prefix). The s3 driver deletes the folders below what "
+            "it deletes, not the ancestors it empties.")))  # fmt: skip
+    await driver.put_content("/e/keep", b"1")
+    await driver.put_content("/e/a/b/c/file", b"1")
+    await driver.delete("/e/a/b")
+    for name in await driver.list("/e"):
+        await driver.stat(f"/e/{name}")
+    assert await walk(driver, "/e") == {"/e/keep": 1}
 
 
 async def test_walk(driver: StorageDriver) -> None:
@@ -274,7 +290,8 @@ async def test_delete_folder(driver: StorageDriver) -> None:
             await driver.stat(f"{folder}/{name}")
     with pytest.raises(PathNotFound):
         await driver.stat(folder)
-    assert folder.rsplit("/", 1)[1] not in await driver.list(folder.rsplit("/", 1)[0])
+    with contextlib.suppress(PathNotFound):  # object stores keep no emptied directory
+        assert folder.rsplit("/", 1)[1] not in await driver.list(folder.rsplit("/", 1)[0])
 
 
 async def test_delete_only_deletes_subpaths(driver: StorageDriver) -> None:

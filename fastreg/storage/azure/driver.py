@@ -68,6 +68,7 @@ class AzureDriver:
     # -- small files ------------------------------------------------------------------------
 
     async def get_content(self, path: str, limit: int | None = None) -> bytes:
+        check_path(path, file=True)
         resp = await self.call("get", path, "GET", self.blob(path))
         if limit is not None and (resp.content_length or 0) > limit:
             raise StorageError(f"{path}: larger than {limit} bytes")
@@ -75,6 +76,7 @@ class AzureDriver:
         return data
 
     async def put_content(self, path: str, data: bytes) -> None:
+        check_path(path, file=True)
         await self.put_blob(path, self.blob(path), data)
 
     async def put_blob(self, path: str, name: str, data: bytes) -> None:
@@ -94,6 +96,7 @@ class AzureDriver:
     async def reader(
         self, path: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
+        check_path(path, file=True)
         name = self.blob(path)
         if length is not None and length <= 0:
             await self._check_offset(path, offset)
@@ -131,6 +134,7 @@ class AzureDriver:
             raise InvalidOffset(f"{path}: offset {offset} beyond {info.size}")
 
     async def writer(self, path: str, append: bool) -> AzureWriter:
+        check_path(path, file=True)
         return await AzureWriter.open(self, path, append)
 
     # -- metadata ---------------------------------------------------------------------------
@@ -167,7 +171,7 @@ class AzureDriver:
             if not marker:
                 break
         names = [n for n in names if n]
-        if not names:
+        if not names and path != "/":  # the root always exists, as in Distribution
             raise PathNotFound(path)
         return names
 
@@ -201,6 +205,7 @@ class AzureDriver:
     async def publish(self, source: str, dest: str) -> bool:
         """A move after a Get Blob Properties of the destination: one request more per new
         blob, and none of Azure's conditional copies (unsupported by Azurite's older ones)."""
+        check_path(source, file=True), check_path(dest, file=True)
         if await self.properties(dest, self.blob(dest)) is not None:
             return False
         await self.move(source, dest)
@@ -210,6 +215,7 @@ class AzureDriver:
         return self.locks.lease(self.blob(path))
 
     async def move(self, source: str, dest: str) -> None:
+        check_path(source, file=True), check_path(dest, file=True)
         src, dst = self.blob(source), self.blob(dest)
         if await self.properties(source, src) is None:
             raise PathNotFound(source)

@@ -155,8 +155,16 @@ class AzureWriter:
         blocks = root.findall("./CommittedBlocks/Block")
         ids = [b.findtext("Name") or "" for b in blocks]
         total = sum(int(b.findtext("Size") or 0) for b in blocks)
+        if total == 0 and self._base <= self._driver.params.chunksize:
+            # written whole with Put Blob (put_content, a copy): its bytes become the first block
+            data = await self._driver.get_content(self._path)
+            if len(data) == self._base:
+                block_id = new_block_id()
+                await self._put_block(block_id, data)
+                self._staged.append(block_id)
+                return []
         if total != self._base:
-            # written with a single Put Blob (no blocks) or changed by another writer
+            # a large blob without blocks, or changed by another writer
             raise StorageError(
                 f"azure: {self._path} has {self._base} bytes but blocks for {total}: "
                 "cannot append to it"

@@ -105,6 +105,7 @@ class GCSDriver:
     # -- small files ------------------------------------------------------------------------
 
     async def get_content(self, path: str, limit: int | None = None) -> bytes:
+        check_path(path, file=True)
         url = self.url("o", self.key(path), {"alt": "media"})
         resp = await self.call("get", path, "GET", url)
         if limit is not None and (resp.content_length or 0) > limit:
@@ -115,6 +116,7 @@ class GCSDriver:
         return data
 
     async def put_content(self, path: str, data: bytes) -> None:
+        check_path(path, file=True)
         await self.upload(path, self.key(path), data)
 
     # -- streams ----------------------------------------------------------------------------
@@ -122,6 +124,7 @@ class GCSDriver:
     async def reader(
         self, path: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
+        check_path(path, file=True)
         if length is not None and length <= 0:
             await self._check_offset(path, offset)
             return
@@ -153,6 +156,7 @@ class GCSDriver:
             raise InvalidOffset(f"{path}: offset {offset} beyond {info.size}")
 
     async def writer(self, path: str, append: bool) -> GCSWriter:
+        check_path(path, file=True)
         return await GCSWriter.open(self, path, append)
 
     # -- metadata ---------------------------------------------------------------------------
@@ -181,7 +185,7 @@ class GCSDriver:
             if not token:
                 break
         names = [n for n in names if n]
-        if not names:
+        if not names and path != "/":  # the root always exists, as in Distribution
             raise PathNotFound(path)
         return names
 
@@ -201,6 +205,7 @@ class GCSDriver:
 
     async def publish(self, source: str, dest: str) -> bool:
         """A move after a metadata GET of the destination: one request more per new blob."""
+        check_path(source, file=True), check_path(dest, file=True)
         if await self.metadata(dest, self.key(dest)) is not None:
             return False
         await self.move(source, dest)
@@ -210,6 +215,7 @@ class GCSDriver:
         return self.locks.lease(self.key(path))
 
     async def move(self, source: str, dest: str) -> None:
+        check_path(source, file=True), check_path(dest, file=True)
         src, dst = self.key(source), self.key(dest)
         suffix = f"/rewriteTo/b/{quote(self.params.bucket, safe='')}/o/{quote(dst, safe='')}"
         query: dict[str, str] = {}

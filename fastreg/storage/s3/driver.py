@@ -86,8 +86,15 @@ class S3Driver:
     # -- small files ------------------------------------------------------------------------
 
     async def get_content(self, path: str, limit: int | None = None) -> bytes:
+        check_path(path, file=True)
         resp = await self.s3.call("get_object", path, Key=self.key(path))
         body = resp["Body"]
+        if is_marked(resp):  # a head of segments (appended in sessions): the whole file
+            body.close()
+            whole = b"".join([chunk async for chunk in self.reader(path)])
+            if limit is not None and len(whole) > limit:
+                raise StorageError(f"{path}: larger than {limit} bytes")
+            return whole
         try:
             if limit is not None and int(resp.get("ContentLength", 0)) > limit:
                 raise StorageError(f"{path}: larger than {limit} bytes")
@@ -99,6 +106,7 @@ class S3Driver:
         return data
 
     async def put_content(self, path: str, data: bytes) -> None:
+        check_path(path, file=True)
         await self.put_chunks(path, [data])
 
     async def put_chunks(
@@ -119,6 +127,7 @@ class S3Driver:
     async def reader(
         self, path: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
+        check_path(path, file=True)
         key = self.key(path)
         if length is not None and length <= 0:
             await self._check_offset(path, offset)
@@ -192,6 +201,7 @@ class S3Driver:
         return layout
 
     async def writer(self, path: str, append: bool) -> S3Writer:
+        check_path(path, file=True)
         return await S3Writer.open(self, path, append)
 
     # -- metadata ---------------------------------------------------------------------------
@@ -217,7 +227,7 @@ class S3Driver:
     async def _layout_of(self, path: str) -> FileLayout | None:
         """The file's head and segments; None when there is no object at the path's key."""
         key = self.key(path)
-        if not key:
+        if not key or path == "/":  # the root is a directory (SeaweedFS heads its folder)
             return None
         try:
             head = await self.s3.call("head_object", path, Key=key)
@@ -247,7 +257,7 @@ class S3Driver:
             ]
         # "": a "folder marker" object named like the prefix; "~": a file's segments
         names = [n for n in names if n and "~" not in n]
-        if not names:
+        if not names and path != "/":  # the root always exists, as in Distribution
             raise PathNotFound(path)
         return names
 
@@ -333,6 +343,7 @@ class S3Driver:
     # -- move and delete --------------------------------------------------------------------
 
     async def move(self, source: str, dest: str) -> None:
+        check_path(source, file=True), check_path(dest, file=True)
         layout = await self.layout(source)
         if layout is None:
             raise PathNotFound(source)
@@ -340,6 +351,7 @@ class S3Driver:
         await self._delete_keys(source, self._keys_of(layout))
 
     async def publish(self, source: str, dest: str) -> bool:
+        check_path(source, file=True), check_path(dest, file=True)
         if await self._layout_of(dest) is not None:
             return False
         await self.move(source, dest)

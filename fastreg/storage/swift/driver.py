@@ -74,6 +74,7 @@ class SwiftDriver:
     # -- small files --------------------------------------------------------------------------
 
     async def get_content(self, path: str, limit: int | None = None) -> bytes:
+        check_path(path, file=True)
         resp = await self.swift.request("get", path, "GET", self.key(path), stream=True)
         try:
             if limit is not None and (resp.content_length or 0) > limit:
@@ -88,6 +89,7 @@ class SwiftDriver:
         return data
 
     async def put_content(self, path: str, data: bytes) -> None:
+        check_path(path, file=True)
         await self.put(path, self.key(path), data)
 
     async def put(self, path: str, key: str, data: bytes, headers: Mapping[str, str] = {}) -> None:
@@ -106,6 +108,7 @@ class SwiftDriver:
     async def reader(
         self, path: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
+        check_path(path, file=True)
         if length is not None and length <= 0:
             await self._check_offset(path, offset)
             return
@@ -138,6 +141,7 @@ class SwiftDriver:
             raise InvalidOffset(f"{path}: offset {offset} beyond {info.size}")
 
     async def writer(self, path: str, append: bool) -> SwiftWriter:
+        check_path(path, file=True)
         return await SwiftWriter.open(self, path, append)
 
     # -- metadata -----------------------------------------------------------------------------
@@ -163,7 +167,7 @@ class SwiftDriver:
             async for entry in self.objects(path, prefix, delimiter="/")
         ]
         names = [n for n in names if n]
-        if not names:
+        if not names and path != "/":  # the root always exists, as in Distribution
             raise PathNotFound(path)
         return names
 
@@ -215,6 +219,7 @@ class SwiftDriver:
     # -- move and delete ----------------------------------------------------------------------
 
     async def move(self, source: str, dest: str) -> None:
+        check_path(source, file=True), check_path(dest, file=True)
         try:
             replaced = self.segments_of(await self.head(dest))
         except PathNotFound:
@@ -223,6 +228,7 @@ class SwiftDriver:
 
     async def publish(self, source: str, dest: str) -> bool:
         """The HEAD of the destination a move makes anyway decides: no request more."""
+        check_path(source, file=True), check_path(dest, file=True)
         try:
             await self.head(dest)
         except PathNotFound:
