@@ -33,7 +33,7 @@ VALID = [
 ]  # fmt: skip
 #: Distribution's invalid paths, and the ones that could climb out of the root or say nothing
 INVALID = [
-    "", "/", "abc", "123.abc", "//bcd", "/abc_123/", "/a/..", "/..", "/a/../b", "/.", "/a/./b",
+    "", "/", "abc", "relative", "123.abc", "//bcd", "/abc_123/", "/a/", "/a/..", "/..", "/a/../b", "/.", "/a/./b",
     "/a//b", "/a b", "/a\nb", "/a\x00b", "/a\\b", "/a?b", "/a#b", "/a%2fb", "/\u00e4",
 ]  # fmt: skip
 
