@@ -28,12 +28,14 @@ test: $(VENV)/.test-installed
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # unit, API and driver contract tests on filesystem and inmemory (tests/backends.py), in under a
-# minute: no server, no integration. Temporary files on tmpfs where there is one (fsync is free
-# there; `make test` keeps the disk), kept only for failed tests.
+# minute: no server, no integration, two workers (pytest-xdist). Temporary files on tmpfs where
+# there is one (fsync is free there; `make test` keeps the disk), kept only for failed tests.
 CHECK_TMP ?= $(if $(wildcard /dev/shm/.),/dev/shm,/tmp)
+CHECK_WORKERS ?= 2
 check: $(VENV)/.test-installed
-	TMPDIR=$(CHECK_TMP) $(VENV)/bin/pytest -q -p no:cacheprovider -o tmp_path_retention_policy=failed \
-		--backends filesystem,inmemory tests/unit tests/auth tests/api tests/drivers $(PYTEST_ARGS)
+	TMPDIR=$(CHECK_TMP) $(VENV)/bin/pytest -q -p no:cacheprovider -p no:hypothesispytest \
+		-o tmp_path_retention_policy=failed -n $(CHECK_WORKERS) --backends filesystem,inmemory \
+		tests/unit tests/auth tests/api tests/drivers $(PYTEST_ARGS)
 
 # the API fuzz (tests/fuzz) with many more examples than `make test` runs, failures kept in .hypothesis/
 fuzz: $(VENV)/.test-installed

@@ -104,7 +104,8 @@ def _gcs(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
 def _swift(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     swift = request.getfixturevalue("swift_server")
     container = request.getfixturevalue("swift_container")
-    return dict(swift.swift_parameters(container, prefix="/suite/"))
+    # listings in pages of 250: a listing of more than a page is in the contract suite
+    return dict(swift.swift_parameters(container, prefix="/suite/", pagesize=250))
 
 
 BACKENDS: tuple[Backend, ...] = (
