@@ -1,11 +1,12 @@
 # Two commands for a newcomer on a fresh Debian machine: `make run` and `make test`.
+# `make check`: the fast loop (unit, API and driver contract tests on the local drivers).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 LOADTEST_ARGS ?=
 
-.PHONY: run test lint typecheck clean bench bench-memory loadtest fuzz
+.PHONY: run test check lint typecheck clean bench bench-memory loadtest fuzz
 
 $(VENV)/.installed: pyproject.toml
 	./scripts/system-deps.sh run
@@ -25,6 +26,16 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.test-installed
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# unit, API and driver contract tests on filesystem and inmemory (tests/backends.py), in under a
+# minute: no server, no integration, two workers (pytest-xdist). Temporary files on tmpfs where
+# there is one (fsync is free there; `make test` keeps the disk), kept only for failed tests.
+CHECK_TMP ?= $(if $(wildcard /dev/shm/.),/dev/shm,/tmp)
+CHECK_WORKERS ?= 2
+check: $(VENV)/.test-installed
+	TMPDIR=$(CHECK_TMP) $(VENV)/bin/pytest -q -p no:cacheprovider -p no:hypothesispytest \
+		-o tmp_path_retention_policy=failed -n $(CHECK_WORKERS) --backends filesystem,inmemory \
+		tests/unit tests/auth tests/api tests/drivers $(PYTEST_ARGS)
 
 # the API fuzz (tests/fuzz) with many more examples than `make test` runs, failures kept in .hypothesis/
 fuzz: $(VENV)/.test-installed

@@ -143,8 +143,11 @@ class StorageDriver(Protocol):
 _PATH_RE = re.compile(r"^(/[A-Za-z0-9._:@+=-]+)+$")
 
 
-def check_path(path: str) -> str:
-    """Reject anything that is not an absolute path of plain segments: no '..', no '//'."""
+def check_path(path: str, file: bool = False) -> str:
+    """Reject anything that is not an absolute path of plain segments: no '..', no '//'; and
+    the root as a ``file`` (it is a directory)."""
+    if file and path == "/":
+        raise InvalidPath("invalid path: '/' is the root directory, not a file")
     if path != "/" and (not _PATH_RE.match(path) or any(p in (".", "..") for p in path.split("/"))):
         raise InvalidPath(f"invalid path: {path!r}")
     return path

@@ -19,7 +19,6 @@ from typing import Any
 
 from fastreg.storage.base import StorageDriver
 
-
 #: name -> (parameters module, "driver module:Class")
 DRIVERS: Mapping[str, tuple[str, str]] = {
     "filesystem": ("fastreg.storage.filesystem", "fastreg.storage.filesystem:FilesystemDriver"),

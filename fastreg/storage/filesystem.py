@@ -82,6 +82,9 @@ class FilesystemDriver:
     def _full(self, path: str) -> str:
         return self.root + check_path(path)
 
+    def _file(self, path: str) -> str:
+        return self.root + check_path(path, file=True)
+
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -93,7 +96,7 @@ class FilesystemDriver:
             raise StorageError(f"filesystem: {exc}") from exc
 
     async def get_content(self, path: str, limit: int | None = None) -> bytes:
-        full = self._full(path)
+        full = self._file(path)
 
         def read() -> bytes:
             with open(full, "rb") as f:
@@ -108,13 +111,13 @@ class FilesystemDriver:
             raise PathNotFound(path) from None
 
     async def put_content(self, path: str, data: bytes) -> None:
-        full = self._full(path)
+        full = self._file(path)
         await self._run(_atomic_write, full, data)
 
     async def reader(
         self, path: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
-        full = self._full(path)
+        full = self._file(path)
         try:
             f = await self._run(_open_read, full)
         except PathNotFound:
@@ -135,7 +138,7 @@ class FilesystemDriver:
             f.close()
 
     async def writer(self, path: str, append: bool) -> FileWriter:
-        full = self._full(path)
+        full = self._file(path)
 
         def open_fd() -> int:
             if append:  # continue the file that is there: a deleted one stays deleted
@@ -165,7 +168,7 @@ class FilesystemDriver:
             raise PathNotFound(path) from None
 
     async def move(self, source: str, dest: str) -> None:
-        src, dst = self._full(source), self._full(dest)
+        src, dst = self._file(source), self._file(dest)
 
         def move() -> None:
             fd = os.open(src, os.O_RDONLY)
@@ -183,7 +186,7 @@ class FilesystemDriver:
             raise PathNotFound(source) from None
 
     async def publish(self, source: str, dest: str) -> bool:
-        src, dst = self._full(source), self._full(dest)
+        src, dst = self._file(source), self._file(dest)
 
         def publish() -> bool:
             fd = os.open(src, os.O_RDONLY)

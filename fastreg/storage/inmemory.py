@@ -65,7 +65,7 @@ class InMemoryDriver:
             parent = parent.rsplit("/", 1)[0]
 
     async def get_content(self, path: str, limit: int | None = None) -> bytes:
-        check_path(path)
+        check_path(path, file=True)
         try:
             data = bytes(self._files[path][0])
         except KeyError:
@@ -75,7 +75,7 @@ class InMemoryDriver:
         return data
 
     async def put_content(self, path: str, data: bytes) -> None:
-        check_path(path)
+        check_path(path, file=True)
         self._add_parents(path)
         self._files[path] = (bytearray(data), time.time())
 
@@ -90,7 +90,7 @@ class InMemoryDriver:
             yield data[start : min(end, start + READ_CHUNK)]
 
     async def writer(self, path: str, append: bool) -> MemoryWriter:
-        check_path(path)
+        check_path(path, file=True)
         if append and path not in self._files:
             raise PathNotFound(path)  # as on disk: an append never recreates a deleted file
         self._add_parents(path)
@@ -113,10 +113,11 @@ class InMemoryDriver:
             raise PathNotFound(path)
         prefix = self._prefix(path)
         entries = [*self._files, *self._dirs]
-        return sorted({p[len(prefix) :].split("/", 1)[0] for p in entries if p.startswith(prefix)})
+        below = [p[len(prefix) :] for p in entries if p.startswith(prefix) and p != prefix]
+        return sorted({p.split("/", 1)[0] for p in below})  # the root itself is no child
 
     async def move(self, source: str, dest: str) -> None:
-        check_path(source), check_path(dest)
+        check_path(source, file=True), check_path(dest, file=True)
         try:
             moved = self._files.pop(source)
         except KeyError:
@@ -125,7 +126,7 @@ class InMemoryDriver:
         self._files[dest] = moved
 
     async def publish(self, source: str, dest: str) -> bool:
-        check_path(source), check_path(dest)
+        check_path(source, file=True), check_path(dest, file=True)
         if source not in self._files:
             raise PathNotFound(source)
         if dest in self._files:

@@ -23,7 +23,14 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 
-from fastreg.storage.base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageError
+from fastreg.storage.base import (
+    FileInfo,
+    FileWriter,
+    InvalidOffset,
+    PathNotFound,
+    StorageError,
+    check_path,
+)
 from fastreg.storage.locks import FlockLease, HostLocks
 from fastreg.storage.rest import TRANSPORT_ERRORS, RangeNotSatisfiable
 
@@ -217,13 +224,19 @@ class BucketDriver(Generic[BucketedT]):
     def key(self, path: str) -> str:
         return self.objects.key(path)
 
+    def file_key(self, path: str) -> str:
+        """The key of a file: the root is a directory, never a file (InvalidPath)."""
+        return self.key(check_path(path, file=True))
+
     async def writer(self, path: str, append: bool) -> FileWriter:
+        check_path(path, file=True)
         return await self._open_writer(self.objects, path, append)
 
     async def reader(
         self, path: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
         """Nothing to read (``length`` 0) still checks the offset against the file's size."""
+        check_path(path, file=True)
         if length is not None and length <= 0:
             await self.check_offset(path, offset)
             return
@@ -273,10 +286,10 @@ class ObjectStoreDriver(BucketDriver[ObjectsT]):
     # -- small files ------------------------------------------------------------------------
 
     async def get_content(self, path: str, limit: int | None = None) -> bytes:
-        return await read_all(self.objects, path, self.key(path), limit)
+        return await read_all(self.objects, path, self.file_key(path), limit)
 
     async def put_content(self, path: str, data: bytes) -> None:
-        await self.objects.put(path, self.key(path), data)
+        await self.objects.put(path, self.file_key(path), data)
 
     # -- streams ----------------------------------------------------------------------------
 
@@ -315,7 +328,7 @@ class ObjectStoreDriver(BucketDriver[ObjectsT]):
             names += [key[len(prefix) :] for key, _ in page.objects]
             names += [p[len(prefix) :].rstrip("/") for p in page.prefixes]
         names = [n for n in names if n]
-        if not names:
+        if not names and path != "/":  # the root always exists, as in Distribution
             raise PathNotFound(path)
         return names
 
@@ -330,14 +343,14 @@ class ObjectStoreDriver(BucketDriver[ObjectsT]):
     # -- move and delete --------------------------------------------------------------------
 
     async def move(self, source: str, dest: str) -> None:
-        src = self.key(source)
-        await self.objects.copy(source, src, self.key(dest))
+        src = self.file_key(source)
+        await self.objects.copy(source, src, self.file_key(dest))
         await self.objects.delete(source, src)
 
     async def publish(self, source: str, dest: str) -> bool:
         """A move after a HEAD of the destination: one request more per new blob (no store here
         has a copy that fails on an existing object everywhere)."""
-        if await self.objects.head(dest, self.key(dest)) is not None:
+        if await self.objects.head(dest, self.file_key(dest)) is not None:
             return False
         await self.move(source, dest)
         return True

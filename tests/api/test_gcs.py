@@ -67,8 +67,11 @@ async def test_blob_get_redirects_to_a_v4_signed_url(
     assert grant["iss"] == CLIENT_EMAIL and grant["scope"].endswith("devstorage.full_control")
 
 
-async def test_anonymous_driver_proxies(make_client: MakeClient) -> None:
-    client = await make_client(storage__redirect__disable=False)  # no key: nothing to sign with
+async def test_anonymous_driver_proxies(
+    make_client: MakeClient, fakegcs: FakeGCS, gcs_bucket: str
+) -> None:
+    anonymous = fakegcs.parameters(gcs_bucket)  # no key: nothing to sign with
+    client = await make_client(storage__gcs=anonymous, storage__redirect__disable=False)
     data = os.urandom(70_000)
     digest = await push_blob(client, "repo", data)
     resp = await client.get(f"/v2/repo/blobs/{digest}", allow_redirects=False)

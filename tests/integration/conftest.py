@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from tests.backends import BACKENDS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SKOPEO = "skopeo"
@@ -136,7 +138,7 @@ def registry_config(root: Path, port: int, extra: dict | None = None) -> str:
     }
     if extra:
         body = _deep_merge(body, extra)
-        remote = {"s3", "azure", "gcs", "swift", "oss"}
+        remote = {b.name for b in BACKENDS if b.remote}
         if remote & set(extra.get("storage", {})):  # one driver only: it replaces the filesystem
             del body["storage"]["filesystem"]
     # `version: 0.1` is written unquoted, exactly as Distribution's docs show it.

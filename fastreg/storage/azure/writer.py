@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 from fastreg.storage.azure.objects import AzureObjects
 from fastreg.storage.base import StorageError
 from fastreg.storage.chunked import ChunkedWriter
+from fastreg.storage.objectstore import read_all
 
 MAX_BLOCKS = 50_000
 
@@ -111,8 +112,16 @@ class AzureWriter(ChunkedWriter):
         blocks = root.findall("./CommittedBlocks/Block")
         ids = [b.findtext("Name") or "" for b in blocks]
         total = sum(int(b.findtext("Size") or 0) for b in blocks)
+        if total == 0 and self._base <= self._objects.params.chunksize:
+            # written whole with Put Blob (put_content, a copy): its bytes become the first block
+            data = await read_all(self._objects, self._path, self._name, None)
+            if len(data) == self._base:
+                block_id = new_block_id()
+                await self._put_block(block_id, data)
+                self._staged.append(block_id)
+                return []
         if total != self._base:
-            # written with a single Put Blob (no blocks) or changed by another writer
+            # a large blob without blocks, or changed by another writer
             raise StorageError(
                 f"azure: {self._path} has {self._base} bytes but blocks for {total}: "
                 "cannot append to it"

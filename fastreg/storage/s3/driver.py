@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import fastreg.storage.s3.operations as ops
-from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError
+from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
 from fastreg.storage.objectstore import BucketDriver
 from fastreg.storage.s3.client import TRANSPORT_ERRORS, S3Error, translate
 from fastreg.storage.s3.objects import S3Objects
@@ -48,8 +48,14 @@ class S3Driver(BucketDriver[S3Objects]):
     # -- small files ------------------------------------------------------------------------
 
     async def get_content(self, path: str, limit: int | None = None) -> bytes:
-        resp = await self.s3.call(path, ops.get_object(Key=self.objects.key(path)))
+        resp = await self.s3.call(path, ops.get_object(Key=self.file_key(path)))
         body = resp["Body"]
+        if is_marked(resp):  # a head of segments (appended in sessions): the whole file
+            body.close()
+            whole = b"".join([chunk async for chunk in self.reader(path)])
+            if limit is not None and len(whole) > limit:
+                raise StorageError(f"{path}: larger than {limit} bytes")
+            return whole
         try:
             if limit is not None and int(resp.get("ContentLength", 0)) > limit:
                 raise StorageError(f"{path}: larger than {limit} bytes")
@@ -61,7 +67,7 @@ class S3Driver(BucketDriver[S3Objects]):
         return data
 
     async def put_content(self, path: str, data: bytes) -> None:
-        await self.objects.put_chunks(path, [data])
+        await self.objects.put_chunks(check_path(path, file=True), [data])
 
     # -- streams ----------------------------------------------------------------------------
 
@@ -128,13 +134,14 @@ class S3Driver(BucketDriver[S3Objects]):
             ]
         # "": a "folder marker" object named like the prefix; "~": a file's segments
         names = [n for n in names if n and "~" not in n]
-        if not names:
+        if not names and path != "/":  # the root always exists, as in Distribution
             raise PathNotFound(path)
         return names
 
     # -- move and delete --------------------------------------------------------------------
 
     async def move(self, source: str, dest: str) -> None:
+        check_path(source, file=True), check_path(dest, file=True)
         layout = await self.objects.layout(source)
         if layout is None:
             raise PathNotFound(source)
@@ -142,6 +149,7 @@ class S3Driver(BucketDriver[S3Objects]):
         await self.objects.delete_keys(source, self.objects.keys_of(layout))
 
     async def publish(self, source: str, dest: str) -> bool:
+        check_path(source, file=True), check_path(dest, file=True)
         if await self.objects.layout_of(dest) is not None:
             return False
         await self.move(source, dest)

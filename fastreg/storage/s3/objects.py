@@ -121,7 +121,7 @@ class S3Objects:
     async def layout_of(self, path: str) -> FileLayout | None:
         """The file's head and segments; None when there is no object at the path's key."""
         key = self.key(path)
-        if not key:
+        if not key or path == "/":  # the root is a directory (SeaweedFS heads its folder)
             return None
         try:
             head = await self.s3.call(path, ops.head_object(Key=key))

@@ -34,12 +34,12 @@ class SwiftDriver(ObjectStoreDriver[SwiftObjects]):
     # -- move and delete ----------------------------------------------------------------------
 
     async def move(self, source: str, dest: str) -> None:
-        replaced = self.objects.segments_of(await self.objects.head(dest, self.key(dest)))
+        replaced = self.objects.segments_of(await self.objects.head(dest, self.file_key(dest)))
         await self._move(source, dest, replaced)
 
     async def publish(self, source: str, dest: str) -> bool:
         """The HEAD of the destination a move makes anyway decides: no request more."""
-        if await self.objects.head(dest, self.key(dest)) is not None:
+        if await self.objects.head(dest, self.file_key(dest)) is not None:
             return False
         await self._move(source, dest, None)
         return True
@@ -47,7 +47,7 @@ class SwiftDriver(ObjectStoreDriver[SwiftObjects]):
     async def _move(self, source: str, dest: str, replaced: str | None) -> None:
         """Move ``source`` over ``dest``, whose DLO segments were ``replaced`` (None: none)."""
         o = self.objects
-        src, dst = self.key(source), self.key(dest)
+        src, dst = self.file_key(source), self.file_key(dest)
         info = await o.head(source, src)
         if info is None:
             raise PathNotFound(source)
