@@ -72,10 +72,6 @@ class FilesystemDriver:
         self._pool = ThreadPoolExecutor(max_workers=max(4, maxthreads), thread_name_prefix="fs")
 
     @classmethod
-    def from_parameters(cls, params: Mapping[str, Any]) -> FilesystemDriver:
-        return cls.from_settings(parse(params))
-
-    @classmethod
     def from_settings(cls, settings: FilesystemParams) -> FilesystemDriver:
         return cls(settings.rootdirectory, settings.maxthreads)
 
@@ -171,14 +167,10 @@ class FilesystemDriver:
         src, dst = self._file(source), self._file(dest)
 
         def move() -> None:
-            fd = os.open(src, os.O_RDONLY)
-            try:
-                os.fsync(fd)  # the bytes are on disk before anything can see them at dest
-            finally:
-                os.close(fd)
+            _fsync(src)  # the bytes are on disk before anything can see them at dest
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             os.rename(src, dst)
-            _fsync_dir(os.path.dirname(dst))
+            _fsync(os.path.dirname(dst))
 
         try:
             await self._run(move)
@@ -189,17 +181,13 @@ class FilesystemDriver:
         src, dst = self._file(source), self._file(dest)
 
         def publish() -> bool:
-            fd = os.open(src, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync(src)
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             try:
                 _rename_noreplace(src, dst)
             except FileExistsError:
                 return False
-            _fsync_dir(os.path.dirname(dst))
+            _fsync(os.path.dirname(dst))
             return True
 
         try:
@@ -350,8 +338,9 @@ def _rename_noreplace(src: str, dst: str) -> None:
     os.unlink(src)
 
 
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def _fsync(path: str) -> None:
+    """A file's bytes, or a directory's entries, on disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -45,10 +45,6 @@ class InMemoryDriver:
         self._locks = ProcessLocks()
 
     @classmethod
-    def from_parameters(cls, params: Mapping[str, Any]) -> InMemoryDriver:
-        return cls()
-
-    @classmethod
     def from_settings(cls, settings: None) -> InMemoryDriver:
         return cls()
 

@@ -277,7 +277,7 @@ class BucketDriver(Generic[BucketedT]):
 
 class ObjectStoreDriver(BucketDriver[ObjectsT]):
     """A StorageDriver over an object store's primitives, whose files are objects. A backend's
-    driver subclasses it with its name and ``from_parameters``, and overrides what its store
+    driver subclasses it with its name and ``from_settings``, and overrides what its store
     does otherwise (Swift's large objects)."""
 
     def prefix(self, path: str) -> str:

@@ -83,7 +83,3 @@ parse = oss_params  # the factory's hook: the driver's settings from its checked
 
 class OssDriver(S3Driver):
     name = "oss"
-
-    @classmethod
-    def from_parameters(cls, params: Mapping[str, Any]) -> OssDriver:
-        return cls(oss_params(params))

@@ -15,6 +15,7 @@ from aiohttp import web
 from fastreg.config import parse_config
 from fastreg.server.app import create_app
 from fastreg.storage.base import StorageError
+from fastreg.storage.factory import create_driver
 from tests.api.conftest import MakeClient, config_text
 from tests.api.helpers import location, push_blob, sha256
 from tests.azurite import ACCOUNT_KEY, Azurite
@@ -67,9 +68,8 @@ async def test_unreachable_storage_is_503(make_client: MakeClient, azurite: Azur
     digest = await push_blob(client, "repo", b"x" * 1000)
     dead = {"accountname": "devstoreaccount1", "accountkey": ACCOUNT_KEY, "container": "c",
             "serviceurl": "http://127.0.0.1:9/devstoreaccount1", "maxretries": 0}  # fmt: skip
-    from fastreg.storage.azure import AzureDriver
 
-    driver = AzureDriver.from_parameters(dead)
+    driver = create_driver("azure", dead)
     from fastreg.api.context import REGISTRY
 
     registry = client.app[REGISTRY]

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from fastreg.config import ConfigError
-from fastreg.storage.gcs import GCSDriver
+from fastreg.storage.factory import create_driver
 from tests.api.conftest import MakeClient
 from tests.api.helpers import location, push_blob, sha256
 from tests.fakegcs import CLIENT_EMAIL, FakeGCS, TokenServer
@@ -102,7 +102,7 @@ async def test_unreachable_storage_is_503(make_client: MakeClient) -> None:
 
     client = await make_client()
     digest = await push_blob(client, "repo", b"x" * 1000)
-    dead = GCSDriver.from_parameters({"bucket": "b", "endpoint": "http://127.0.0.1:9",
+    dead = create_driver("gcs", {"bucket": "b", "endpoint": "http://127.0.0.1:9",
                                       "maxretries": 0})  # fmt: skip
     inner: Any = client.app[REGISTRY].driver
     inner.inner, real = dead, inner.inner
@@ -126,4 +126,4 @@ async def test_unreachable_storage_is_503(make_client: MakeClient) -> None:
 )
 def test_configuration_errors_name_the_key(params: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        GCSDriver.from_parameters(params)
+        create_driver("gcs", params)

@@ -15,7 +15,7 @@ from aiohttp import web
 from fastreg.config import parse_config
 from fastreg.server.app import create_app
 from fastreg.storage.base import StorageError
-from fastreg.storage.oss import OssDriver
+from fastreg.storage.factory import create_driver
 from tests.api.conftest import MakeClient, config_text
 from tests.api.helpers import push_blob
 from tests.oss import oss_parameters
@@ -46,7 +46,7 @@ async def test_blob_get_redirects_to_a_presigned_url(
 async def test_unreachable_endpoint_is_503(make_client: MakeClient, seaweedfs: SeaweedFS) -> None:
     client = await make_client()
     digest = await push_blob(client, "repo", b"y" * 1000)
-    dead = OssDriver.from_parameters({**oss_parameters(seaweedfs, "b"), "endpoint": "127.0.0.1:9"})
+    dead = create_driver("oss", {**oss_parameters(seaweedfs, "b"), "endpoint": "127.0.0.1:9"})
     from fastreg.api.context import REGISTRY
 
     inner: Any = client.app[REGISTRY].driver

@@ -15,7 +15,7 @@ from aiohttp import web
 from fastreg.config import parse_config
 from fastreg.server.app import create_app
 from fastreg.storage.base import StorageError
-from fastreg.storage.swift import SwiftDriver
+from fastreg.storage.factory import create_driver
 from tests.api.conftest import MakeClient, config_text
 from tests.api.helpers import location, push_blob, sha256
 from tests.swiftserver import SwiftServer
@@ -83,7 +83,7 @@ async def test_chunked_upload_across_two_registries_as_segments(
 async def test_unreachable_swift_is_503(make_client: MakeClient) -> None:
     client = await make_client()
     digest = await push_blob(client, "repo", b"x" * 1000)
-    dead = SwiftDriver.from_parameters({"authurl": "http://127.0.0.1:9/auth/v1.0",
+    dead = create_driver("swift", {"authurl": "http://127.0.0.1:9/auth/v1.0",
                                         "username": "test:tester", "password": "testing",
                                         "container": "c"})  # fmt: skip
     from fastreg.api.context import REGISTRY

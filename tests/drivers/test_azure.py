@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from fastreg.storage.azure import AzureDriver
+from fastreg.storage.factory import create_driver
 from tests.azurite import Azurite
 
 pytestmark = pytest.mark.azure
@@ -25,7 +25,7 @@ CHUNK = 64 * 1024
 )
 async def test_blob_names(azurite: Azurite, azure_container: str, extra: dict[str, object],
                           name: str) -> None:  # fmt: skip
-    d = AzureDriver.from_parameters(azurite.parameters(azure_container, **extra))
+    d = create_driver("azure", azurite.parameters(azure_container, **extra))
     try:
         await d.put_content("/docker/registry/v2/x", b"1")
         assert azurite.blob_names(azure_container) == [name]
@@ -37,8 +37,8 @@ async def test_blob_names(azurite: Azurite, azure_container: str, extra: dict[st
 async def test_writer_stages_blocks_and_commits_only_on_commit(
     azurite: Azurite, azure_container: str
 ) -> None:
-    d = AzureDriver.from_parameters(azurite.parameters(azure_container, chunksize=CHUNK))
-    other = AzureDriver.from_parameters(azurite.parameters(azure_container, chunksize=CHUNK))
+    d = create_driver("azure", azurite.parameters(azure_container, chunksize=CHUNK))
+    other = create_driver("azure", azurite.parameters(azure_container, chunksize=CHUNK))
     try:
         first = os.urandom(3 * CHUNK + 5)
         w = await d.writer("/up/data", append=False)

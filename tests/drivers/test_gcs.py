@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from fastreg.storage.gcs import GCSDriver
+from fastreg.storage.factory import create_driver
 from tests.fakegcs import FakeGCS
 
 pytestmark = pytest.mark.gcs
@@ -18,7 +18,7 @@ async def test_appends_compose_and_abandoned_sessions_leave_nothing(
     fakegcs: FakeGCS, gcs_bucket: str
 ) -> None:
     params = fakegcs.parameters(gcs_bucket, chunksize=CHUNK, rootdirectory="/reg/")
-    a, b = GCSDriver.from_parameters(params), GCSDriver.from_parameters(params)
+    a, b = create_driver("gcs", params), create_driver("gcs", params)
     try:
         first = os.urandom(3 * CHUNK + 5)  # above a chunk: appends compose instead of re-sending
         w = await a.writer("/up/data", append=False)

@@ -19,6 +19,7 @@ from yarl import URL
 from fastreg.config import ConfigError
 from fastreg.storage import factory
 from fastreg.storage.base import PathNotFound, StorageError
+from fastreg.storage.factory import create_driver
 from fastreg.storage.s3 import S3Driver, S3Params
 from fastreg.storage.s3 import objects as s3_objects
 from fastreg.storage.s3 import writer as s3_writer
@@ -35,7 +36,7 @@ async def make(seaweedfs: SeaweedFS, s3_bucket: str) -> AsyncIterator[Any]:
     drivers: list[S3Driver] = []
 
     def build(**extra: Any) -> S3Driver:
-        d = S3Driver.from_parameters(seaweedfs.s3_parameters(s3_bucket, **extra))
+        d = create_driver("s3", seaweedfs.s3_parameters(s3_bucket, **extra))
         drivers.append(d)
         return d
 
@@ -366,13 +367,13 @@ async def test_presigned_url_serves_ranges_from_the_endpoint(
 async def test_wrong_secret_key_fails_health_check_clearly(
     seaweedfs: SeaweedFS, s3_bucket: str
 ) -> None:
-    d = S3Driver.from_parameters(seaweedfs.s3_parameters(s3_bucket, secretkey="wrong"))
+    d = create_driver("s3", seaweedfs.s3_parameters(s3_bucket, secretkey="wrong"))
     try:
         with pytest.raises(StorageError, match="secret key does not match"):
             await d.healthy()
     finally:
         await d.close()
-    bad = S3Driver.from_parameters(
+    bad = create_driver("s3", 
         seaweedfs.s3_parameters(s3_bucket, secretkey="wrong", v4auth=False)
     )
     try:
@@ -384,7 +385,7 @@ async def test_wrong_secret_key_fails_health_check_clearly(
 
 async def test_unreachable_endpoint_fails_fast() -> None:
     port = _closed_port()
-    d = S3Driver.from_parameters(
+    d = create_driver("s3", 
         {
             "bucket": "b",
             "regionendpoint": f"http://127.0.0.1:{port}",

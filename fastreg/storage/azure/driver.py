@@ -9,9 +9,6 @@ at start when missing, as Distribution does. Everything else is the object-store
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from fastreg.storage.azure.objects import AzureObjects
 from fastreg.storage.azure.params import AzureParams
 from fastreg.storage.azure.writer import AzureWriter
@@ -20,10 +17,6 @@ from fastreg.storage.objectstore import ObjectStoreDriver
 
 class AzureDriver(ObjectStoreDriver[AzureObjects]):
     name = "azure"
-
-    @classmethod
-    def from_parameters(cls, params: Mapping[str, Any]) -> AzureDriver:
-        return cls.from_settings(AzureParams.parse(params))
 
     @classmethod
     def from_settings(cls, settings: AzureParams) -> AzureDriver:

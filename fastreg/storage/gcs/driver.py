@@ -8,9 +8,6 @@ Everything else is the object-store driver's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from fastreg.storage.gcs.objects import GCSObjects
 from fastreg.storage.gcs.params import GCSParams
 from fastreg.storage.gcs.writer import GCSWriter
@@ -19,10 +16,6 @@ from fastreg.storage.objectstore import ObjectStoreDriver
 
 class GCSDriver(ObjectStoreDriver[GCSObjects]):
     name = "gcs"
-
-    @classmethod
-    def from_parameters(cls, params: Mapping[str, Any]) -> GCSDriver:
-        return cls.from_settings(GCSParams.parse(params))
 
     @classmethod
     def from_settings(cls, settings: GCSParams) -> GCSDriver:

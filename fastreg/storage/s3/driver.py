@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import fastreg.storage.s3.operations as ops
@@ -36,10 +36,6 @@ class S3Driver(BucketDriver[S3Objects]):
         super().__init__(S3Objects(params), S3Writer.open)
         self.params = params
         self.s3 = self.objects.s3
-
-    @classmethod
-    def from_parameters(cls, params: Mapping[str, Any]) -> S3Driver:
-        return cls(S3Params.parse(params))
 
     @classmethod
     def from_settings(cls, settings: S3Params) -> S3Driver:

@@ -10,8 +10,6 @@ drops the segments of every manifest it deletes.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
-from typing import Any
 
 from fastreg.storage.base import PathNotFound
 from fastreg.storage.objectstore import ObjectStoreDriver, prefix_of
@@ -22,10 +20,6 @@ from fastreg.storage.swift.writer import SwiftWriter
 
 class SwiftDriver(ObjectStoreDriver[SwiftObjects]):
     name = "swift"
-
-    @classmethod
-    def from_parameters(cls, params: Mapping[str, Any]) -> SwiftDriver:
-        return cls.from_settings(SwiftParams.parse(params))
 
     @classmethod
     def from_settings(cls, settings: SwiftParams) -> SwiftDriver:
