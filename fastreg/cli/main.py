@@ -292,6 +292,7 @@ def _supervise(path: str | None, workers: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastreg", description="A fast OCI registry.")
+    parser.add_argument("--version", action="version", version=f"fastreg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="serve the registry API")
     p_serve.add_argument("config", nargs="?", help="Distribution-style config.yml")

@@ -273,6 +273,22 @@ def test_python_dash_m_and_version_command() -> None:
     assert out.returncode == 0 and out.stdout.startswith("fastreg ")
 
 
+def fastreg_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m fastreg ARGS`` to its end, with no REGISTRY_* variable, output captured."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    base.update(PYTHONPATH=str(REPO_ROOT), **(env or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "fastreg", *args],
+        check=False, capture_output=True, text=True, env=base, timeout=READY_TIMEOUT,
+    )  # fmt: skip
+
+
+def test_version_option_prints_what_the_version_command_prints() -> None:
+    option, command = fastreg_command("--version"), fastreg_command("version")
+    assert option.returncode == 0, option.stderr
+    assert option.stdout == command.stdout and option.stdout.startswith("fastreg ")
+
+
 def run_fastreg(tmp_path: Path, config: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`fastreg serve ARGS config` to its end (a start that is refused), output captured."""
     cfg = tmp_path / f"config-{len(list(tmp_path.glob('config*')))}.yml"
