@@ -290,13 +290,26 @@ def _supervise(path: str | None, workers: int) -> int:
     return code
 
 
+def _processes(text: str) -> int:
+    """``--workers``: 1 or more; 0 or a negative count is a usage error, not one process."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of processes (1 or more)")
+    return count
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastreg", description="A fast OCI registry.")
     parser.add_argument("--version", action="version", version=f"fastreg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="serve the registry API")
     p_serve.add_argument("config", nargs="?", help="Distribution-style config.yml")
-    p_serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    p_serve.add_argument(
+        "--workers", type=_processes, default=1, help="processes sharing the port (1 or more)"
+    )
     sub.add_parser("version", help="print the version")
     p_token = sub.add_parser("token-server", help="serve the built-in token issuer alone")
     p_token.add_argument("config", nargs="?", help="config.yml with auth.token.tokenserver")

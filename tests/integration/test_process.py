@@ -289,6 +289,15 @@ def test_version_option_prints_what_the_version_command_prints() -> None:
     assert option.stdout == command.stdout and option.stdout.startswith("fastreg ")
 
 
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_workers_below_one_is_a_usage_error(tmp_path: Path, workers: str) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(registry_config(tmp_path / "root", free_port()))
+    result = fastreg_command("serve", "--workers", workers, str(config))
+    assert result.returncode == 2, result.stderr
+    assert f"--workers: {workers} is not a number of processes (1 or more)" in result.stderr
+
+
 def run_fastreg(tmp_path: Path, config: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`fastreg serve ARGS config` to its end (a start that is refused), output captured."""
     cfg = tmp_path / f"config-{len(list(tmp_path.glob('config*')))}.yml"
