@@ -187,7 +187,18 @@ def _run_guarded(config: Config, reuse_port: bool, ready: Callable[[], None] | N
         return 1
 
 
+# Distribution refuses to start without a configuration file: defaults alone would serve
+# 0.0.0.0:5000 on /var/lib/registry with no auth, which nobody should get by forgetting an argument
+NO_CONFIGURATION = (
+    "fastreg: configuration path unspecified: give one as `fastreg serve CONFIG.yml` "
+    "or in REGISTRY_CONFIGURATION_PATH"
+)
+
+
 def serve(path: str | None, workers: int) -> int:
+    if not (path or os.environ.get("REGISTRY_CONFIGURATION_PATH")):
+        print(NO_CONFIGURATION, file=sys.stderr)
+        return 2
     try:
         config = _load(path)
         check_auth(config)  # the files auth names: a worker must not die on them in a loop

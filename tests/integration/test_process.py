@@ -298,6 +298,21 @@ def test_workers_below_one_is_a_usage_error(tmp_path: Path, workers: str) -> Non
     assert f"--workers: {workers} is not a number of processes (1 or more)" in result.stderr
 
 
+def test_serve_without_a_configuration_refuses_to_start() -> None:
+    result = fastreg_command("serve")
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    assert "fastreg serve CONFIG.yml" in line and "REGISTRY_CONFIGURATION_PATH" in line, line
+
+
+def test_serve_reads_registry_configuration_path(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text("version: 0.1\nstorage:\n  inmemory:\nhttp:\n  addr: 127.0.0.1:nope\n")
+    result = fastreg_command("serve", env={"REGISTRY_CONFIGURATION_PATH": str(config)})
+    assert result.returncode == 2, result.stderr
+    assert "http.addr" in one_line(result.stderr)  # it read that file
+
+
 def run_fastreg(tmp_path: Path, config: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`fastreg serve ARGS config` to its end (a start that is refused), output captured."""
     cfg = tmp_path / f"config-{len(list(tmp_path.glob('config*')))}.yml"
