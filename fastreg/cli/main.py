@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from multiprocessing.synchronize import Event as EventType
 
 from aiohttp import web
+from setproctitle import setproctitle
 
 from fastreg import __version__
 from fastreg.api.refusals import RegistryRunner
@@ -148,7 +149,8 @@ async def _serve(config: Config, reuse_port: bool, ready: Callable[[], None] | N
         await runner.cleanup()
 
 
-def _run_worker(path: str | None, reuse_port: bool, ready: EventType) -> None:
+def _run_worker(path: str | None, reuse_port: bool, ready: EventType, title: str) -> None:
+    setproctitle(title)  # else ps shows `python -B -c from multiprocessing.spawn import ...`
     tune_malloc()  # a spawned worker starts with the allocator's defaults
     try:
         config = _load(path)
@@ -208,15 +210,20 @@ def serve(path: str | None, workers: int) -> int:
         print(f"fastreg: configuration error: {exc}", file=sys.stderr)
         return 2
     raise_open_files_limit()  # before any worker starts: they inherit it
+    # ps, top and `systemctl status` name each process by its role and address (setproctitle
+    # rewrites the command line /proc/<pid>/cmdline shows), not by the interpreter's arguments
+    addr = config.http.addr
     if workers <= 1:
+        setproctitle(f"fastreg serve {addr}")
         return _run_guarded(config, reuse_port=False)
+    setproctitle(f"fastreg serve {addr} ({workers} workers)")
     try:
         for host, port in addresses:
             _check_free(host, port)
     except BindError as exc:
         print(f"fastreg: {exc}", file=sys.stderr)
         return 1
-    return _supervise(path, workers)
+    return _supervise(path, workers, addr)
 
 
 def token_server(path: str | None, addr: str | None) -> int:
@@ -247,7 +254,7 @@ class _Worker:
     failures: int = 0  # starts in a row that died before listening
 
 
-def _supervise(path: str | None, workers: int) -> int:
+def _supervise(path: str | None, workers: int, addr: str) -> int:
     """Run N worker processes on one port (SO_REUSEPORT); restart any that dies after it
     served, give up (stop the others, exit non-zero) on a slot whose worker keeps dying before
     it listens."""
@@ -261,13 +268,14 @@ def _supervise(path: str | None, workers: int) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
-    def start(failures: int = 0) -> _Worker:
+    def start(slot: int, failures: int = 0) -> _Worker:
         ready = ctx.Event()
-        p = ctx.Process(target=_run_worker, args=(path, True, ready), daemon=False)
+        title = f"fastreg worker {slot + 1}/{workers} {addr}"  # a restart keeps its slot's title
+        p = ctx.Process(target=_run_worker, args=(path, True, ready, title), daemon=False)
         p.start()
         return _Worker(p, ready, failures)
 
-    procs = [start() for _ in range(workers)]
+    procs = [start(slot) for slot in range(workers)]
     code = 0
     while not stopping and code == 0:
         time.sleep(0.2)
@@ -290,7 +298,7 @@ def _supervise(path: str | None, workers: int) -> int:
                 extra={"pid": w.process.pid, "exitcode": w.process.exitcode},
             )
             time.sleep(RESTART_PAUSE * max(failures, 1))
-            procs[i] = start(failures)
+            procs[i] = start(i, failures)
     for w in procs:
         if w.process.is_alive() and w.process.pid is not None:
             os.kill(w.process.pid, signal.SIGTERM)

@@ -200,6 +200,28 @@ def test_workers_share_a_port_and_a_chunked_upload_spans_them(tmp_path: Path) ->
     assert server.proc is not None and server.proc.returncode == 0
 
 
+def cmdline(pid: int) -> str:
+    """What ps shows for ``pid``: its /proc cmdline, arguments joined by spaces."""
+    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    return " ".join(part.decode() for part in raw.split(b"\0") if part).strip()
+
+
+def test_processes_are_titled_supervisor_and_workers(tmp_path: Path) -> None:
+    extra = {"log": {"level": "info", "formatter": "json"}}
+    server = start_fastreg(tmp_path / "root", tmp_path / "w", "--workers", "2", extra=extra)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while len(_listening_pids(server)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.proc is not None
+        addr = f"127.0.0.1:{server.port}"
+        assert cmdline(server.proc.pid) == f"fastreg serve {addr} (2 workers)"
+        titles = sorted(cmdline(pid) for pid in _listening_pids(server))
+        assert titles == [f"fastreg worker 1/2 {addr}", f"fastreg worker 2/2 {addr}"]
+    finally:
+        server.stop()
+
+
 def _log_entries(server: ServerProcess) -> list[dict]:
     return [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
 
