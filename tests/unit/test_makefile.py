@@ -3,6 +3,7 @@ machine with nothing installed yet: a virtualenv path that does not exist)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tomllib
@@ -17,8 +18,9 @@ def planned(target: str, tmp_path: Path) -> list[str]:
     if shutil.which("make") is None:
         pytest.skip("no make")
     out = subprocess.run(
-        ["make", "-n", f"VENV={tmp_path / 'venv'}", target],
+        ["make", "-n", "--no-print-directory", f"VENV={tmp_path / 'venv'}", target],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")},
     )  # fmt: skip
     return out.stdout.splitlines()
 
