@@ -22,6 +22,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from fastreg.storage.filesystem import fsync_path
+
 MAGIC = 0xE7
 _HEADER = struct.Struct(">BII")
 _CURSOR = struct.Struct(">QQI")
@@ -44,14 +46,6 @@ class Position:
 
 def _segment_name(seq: int) -> str:
     return f"{seq:016d}.seg"
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def encode(payload: bytes) -> bytes:
@@ -156,7 +150,7 @@ class Spool:
         if self._active is None:
             seq = max([s.seq for s in self._segments] + [self._cursor.seq]) + 1
             self._file = os.open(self._path(seq), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            _fsync_dir(self.directory)
+            fsync_path(self.directory)
             self._active = _Segment(seq, 0, 0)
             self._segments.append(self._active)
         return self._active
@@ -245,7 +239,7 @@ class Spool:
         finally:
             os.close(fd)
         os.replace(tmp, os.path.join(self.directory, "cursor"))
-        _fsync_dir(self.directory)
+        fsync_path(self.directory)
 
     def drain_all(self) -> list[bytes]:
         """Every pending record, for adopting an orphaned spool into another one."""

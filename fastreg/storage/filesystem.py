@@ -167,10 +167,10 @@ class FilesystemDriver:
         src, dst = self._file(source), self._file(dest)
 
         def move() -> None:
-            _fsync(src)  # the bytes are on disk before anything can see them at dest
+            fsync_path(src)  # the bytes are on disk before anything can see them at dest
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             os.rename(src, dst)
-            _fsync(os.path.dirname(dst))
+            fsync_path(os.path.dirname(dst))
 
         try:
             await self._run(move)
@@ -181,13 +181,13 @@ class FilesystemDriver:
         src, dst = self._file(source), self._file(dest)
 
         def publish() -> bool:
-            _fsync(src)
+            fsync_path(src)
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             try:
                 _rename_noreplace(src, dst)
             except FileExistsError:
                 return False
-            _fsync(os.path.dirname(dst))
+            fsync_path(os.path.dirname(dst))
             return True
 
         try:
@@ -338,7 +338,7 @@ def _rename_noreplace(src: str, dst: str) -> None:
     os.unlink(src)
 
 
-def _fsync(path: str) -> None:
+def fsync_path(path: str) -> None:
     """A file's bytes, or a directory's entries, on disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
