@@ -50,6 +50,8 @@ from fastreg.registry.cache.redis import RedisSettings
 from fastreg.registry.cache.redis import parse as parse_redis
 from fastreg.registry.gc import settings as gc
 from fastreg.registry.gc.settings import OnlineGCSettings
+from fastreg.registry.proxy import settings as proxy
+from fastreg.registry.proxy.settings import ProxySettings
 from fastreg.registry.purge import PurgeSettings
 from fastreg.server.health_settings import DebugSettings, HealthSettings, parse_debug, parse_health
 from fastreg.storage.filesystem import FilesystemParams
@@ -144,6 +146,7 @@ class Config:
     notifications: NotifyConfig = field(default_factory=_notify_default)
     redis: RedisSettings = field(default_factory=RedisSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
     warnings: tuple[str, ...] = ()
 
 
@@ -212,6 +215,7 @@ def _build(doc: dict[str, Any], environ: Mapping[str, str], defaults_only: bool)
         ),
         redis=redis,
         health=parse_health(doc.get("health")),
+        proxy=proxy.parse(doc.get("proxy")),
         warnings=tuple(warnings),
     )
 
