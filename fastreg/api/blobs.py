@@ -77,9 +77,15 @@ async def _serve(request: web.Request, source: BlobReader, digest: Digest) -> we
     await response.prepare(request)
     if transport is not None:
         with StallWatch(transport, request.app[HTTP].sendtimeout).watching() as watch:
-            async for chunk in source.stream(offset, length):
-                watch.queued(len(chunk))
-                await response.write(chunk)
+            try:
+                async for chunk in source.stream(offset, length):
+                    watch.queued(len(chunk))
+                    await response.write(chunk)
+            except RegistryError:
+                # the status line is sent: a body ended short is the only error left to give
+                # (a mirror's cold blob whose digest or transfer failed)
+                transport.close()
+                raise
     await response.write_eof()
     return response
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fastreg.registry.blobs import BlobInfo, BlobReader
 from fastreg.registry.digests import Digest
@@ -43,6 +44,7 @@ from fastreg.registry.uploads import UploadService
 
 log = logging.getLogger("fastreg.proxy")
 
+T = TypeVar("T")
 STALE_WARNING = '110 fastreg "Response is Stale: the upstream registry did not answer"'
 TEE_DEPTH = 4  # chunks waiting for the first client: its read-ahead
 
@@ -140,36 +142,30 @@ class Mirror:
 
     async def blob_info(self, name: str, digest: Digest) -> BlobInfo:
         """A blob's size: from storage once cached, else the upstream's HEAD (nothing fetched)."""
+        info = await _unless_unknown(self.blobs.stat_in(name, digest))
+        if info is not None:
+            return info
+        return BlobInfo(digest, await self._upstream_size(name, digest))
+
+    async def _upstream_size(self, name: str, digest: Digest) -> int:
         try:
-            return await self.blobs.stat_in(name, digest)
-        except RegistryError as exc:
-            if exc.code is not ErrorCode.BLOB_UNKNOWN:
-                raise
-        try:
-            size = await self.client.head_blob(name, str(digest))
+            return await self.client.head_blob(name, str(digest))
         except UpstreamMissing:
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None
         except UpstreamError as exc:
             raise refusal(exc) from None
-        return BlobInfo(digest, size)
 
     async def blob_source(self, name: str, digest: Digest) -> BlobReader:
-        try:
-            return await self.blobs.source(name, digest)
-        except RegistryError as exc:
-            if exc.code is not ErrorCode.BLOB_UNKNOWN:
-                raise
-        fetch = self._inflight.get(digest)
+        source = await _unless_unknown(self.blobs.source(name, digest))
+        if source is not None:
+            return source
+        if digest not in self._inflight and await self.blobs.exists(digest):
+            # cached for another repository: linked here once the upstream confirms it
+            await self._upstream_size(name, digest)
+            return await self._linked_source(name, digest)
+        fetch = self._inflight.get(digest)  # looked up after the last await: one per digest
         if fetch is not None:  # a follower: served from storage once the first fetch committed
             await asyncio.shield(fetch.done)
-            return await self._linked_source(name, digest)
-        if await self.blobs.exists(digest):  # cached for another repository
-            try:
-                await self.client.head_blob(name, str(digest))
-            except UpstreamMissing:
-                raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None
-            except UpstreamError as exc:
-                raise refusal(exc) from None
             return await self._linked_source(name, digest)
         fetch = _Fetch(name, digest)
         self._inflight[digest] = fetch
@@ -243,6 +239,16 @@ class Mirror:
             if fetch.task is not None:
                 fetch.task.cancel()
         await self.client.close()
+
+
+async def _unless_unknown(lookup: Awaitable[T]) -> T | None:
+    """A store lookup's answer, None for BLOB_UNKNOWN (the mirror then asks the upstream)."""
+    try:
+        return await lookup
+    except RegistryError as exc:
+        if exc.code is ErrorCode.BLOB_UNKNOWN:
+            return None
+        raise
 
 
 def _digest_or_none(text: str) -> Digest | None:

@@ -15,6 +15,7 @@ retries a pull anyway.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import time
@@ -221,7 +222,7 @@ class UpstreamClient:
         if challenge.scheme == "basic":
             if self.upstream.credentials is None:
                 return None
-            return aiohttp.BasicAuth(*self.upstream.credentials).encode()
+            return basic(*self.upstream.credentials)
         return f"Bearer {await self._token(challenge, scope)}"
 
     async def _token(self, challenge: Challenge, scope: str) -> str:
@@ -235,9 +236,9 @@ class UpstreamClient:
         if challenge.params.get("service"):
             query["service"] = challenge.params["service"]
         url = URL(realm).update_query(query)
-        auth = aiohttp.BasicAuth(*self.upstream.credentials) if self.upstream.credentials else None
+        send = {"Authorization": basic(*self.upstream.credentials)} if self.upstream.credentials else {}
         try:
-            async with self.session().get(url, auth=auth, timeout=self._timeout) as resp:
+            async with self.session().get(url, headers=send, timeout=self._timeout) as resp:
                 if resp.status != 200:
                     raise _failure(resp, str(url))
                 body = orjson.loads(await resp.read())
@@ -256,6 +257,10 @@ class UpstreamClient:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+def basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
 def _failure(resp: aiohttp.ClientResponse, url: str) -> UpstreamError:
