@@ -16,10 +16,15 @@ import pytest
 
 from tests.auth.tokens import write_htpasswd
 
+from . import test_auth_skopeo as auth_tests
 from .conftest import ServerFactory, ServerProcess, Skopeo, SkopeoError
 from .images import file_digest, make_oci_image, oci_ref_digest
 
 pytestmark = pytest.mark.integration
+
+# the token issuer's fixtures (fastreg's own token server, its key and htpasswd), reused
+issuer_files = auth_tests.issuer_files
+token_server = auth_tests.token_server
 
 CREDS = "alice:alice-pw"
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -120,3 +125,23 @@ def test_concurrent_cold_pulls_make_one_upstream_get(
         rf'"GET /v2/team/big/blobs/{layer["digest"]} HTTP/1.1" 200 ', upstream.output()
     )
     assert len(served) == 1, upstream.output()[-3000:]
+
+
+def test_token_auth_upstream(
+    skopeo: Skopeo,
+    distribution_server: ServerFactory,
+    fastreg_server: ServerFactory,
+    token_server: str,
+    issuer_files: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The Docker Hub shape: Bearer challenge, realm, service, scope; tokens from fastreg's issuer."""
+    upstream = distribution_server(tmp_path / "upstream", auth_tests._token_auth(
+        token_server, issuer_files["cert"]))
+    mirror = fastreg_server(tmp_path / "mirror", {"proxy": {
+        "remoteurl": upstream.url, "username": "alice", "password": "alice-pw"}})  # fmt: skip
+    push(skopeo, upstream, tmp_path, "alice/app:v1", [1500, 100_000])
+    direct, through = tmp_path / "direct", tmp_path / "through"
+    skopeo("copy", "--src-creds", CREDS, f"docker://{upstream.host}/alice/app:v1", f"dir:{direct}")
+    skopeo("copy", f"docker://{mirror.host}/alice/app:v1", f"dir:{through}")
+    assert files(through) == files(direct)
