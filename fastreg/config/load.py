@@ -203,6 +203,9 @@ def _build(doc: dict[str, Any], environ: Mapping[str, str], defaults_only: bool)
     root = Section(doc, "")
     redis = parse_redis(doc.get("redis"))
     storage = _storage(root.section("storage"), redis, warnings)
+    mirror = proxy.parse(doc.get("proxy"))
+    if mirror.upstreams:  # checked, so a config written for later fails now, but not routed
+        warnings.append("configuration key 'proxy.upstreams' is not supported yet")
     return Config(
         version=version,
         log=_log(root, warnings),
@@ -215,7 +218,7 @@ def _build(doc: dict[str, Any], environ: Mapping[str, str], defaults_only: bool)
         ),
         redis=redis,
         health=parse_health(doc.get("health")),
-        proxy=proxy.parse(doc.get("proxy")),
+        proxy=mirror,
         warnings=tuple(warnings),
     )
 
