@@ -40,7 +40,7 @@ from fastreg.registry.proxy.upstream import (
     UpstreamMissing,
     UpstreamThrottled,
 )
-from fastreg.registry.uploads import UploadService
+from fastreg.registry.uploads import UploadService, batched
 
 log = logging.getLogger("fastreg.proxy")
 
@@ -202,7 +202,8 @@ class Mirror:
         size = resp.content_length
         fetch.started.set_result(size if size is not None else -1)
         try:
-            await self._store(fetch, resp.content.iter_any(), size)
+            # 1 MiB batches: one queue hop and one client write per batch, not per socket read
+            await self._store(fetch, batched(resp.content.iter_any()), size)
             await fetch.finish()
         except Exception as exc:  # noqa: BLE001 - every failure caches nothing, and is logged
             log.warning("blob %s@%s from %s not cached: %s: %s", name, digest, resp.url,
