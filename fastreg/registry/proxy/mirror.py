@@ -170,7 +170,11 @@ class Mirror:
         fetch = _Fetch(name, digest)
         self._inflight[digest] = fetch
         fetch.task = asyncio.create_task(self._run(fetch))
-        size = await asyncio.shield(fetch.started)
+        try:
+            size = await asyncio.shield(fetch.started)
+        except asyncio.CancelledError:  # the client went away first: nobody reads the tee
+            fetch.detach()
+            raise
         if size < 0:  # no Content-Length upstream: nothing to announce, served once stored
             fetch.detach()
             await asyncio.shield(fetch.done)
@@ -195,9 +199,13 @@ class Mirror:
             except UpstreamError as exc:
                 log.warning("blob %s@%s not cached: upstream failed: %s", name, digest, exc)
                 raise refusal(exc) from None
-        except RegistryError as error:
+        except BaseException as exc:
+            error = exc if isinstance(exc, RegistryError) else refusal(UpstreamError(
+                type(exc).__name__, str(self.client.base)))  # fmt: skip
             fetch.fail(error, started=True)
             self._inflight.pop(digest, None)
+            if error is not exc:  # cancelled (shutdown): waiters were told
+                raise
             return
         size = resp.content_length
         fetch.started.set_result(size if size is not None else -1)
@@ -205,10 +213,12 @@ class Mirror:
             # 1 MiB batches: one queue hop and one client write per batch, not per socket read
             await self._store(fetch, batched(resp.content.iter_any()), size)
             await fetch.finish()
-        except Exception as exc:  # noqa: BLE001 - every failure caches nothing, and is logged
+        except BaseException as exc:  # every failure caches nothing, and is logged
             log.warning("blob %s@%s from %s not cached: %s: %s", name, digest, resp.url,
                         type(exc).__name__, exc)  # fmt: skip
             fetch.fail(RegistryError(ErrorCode.UNAVAILABLE, "the upstream blob transfer failed"))
+            if not isinstance(exc, Exception):  # cancelled (shutdown): followers were told
+                raise
         finally:
             resp.release()
             self._inflight.pop(digest, None)
