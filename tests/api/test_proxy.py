@@ -13,13 +13,14 @@ import os
 from collections.abc import AsyncIterator
 
 import aiohttp
+import orjson
 import pytest
 
 from fastreg.api.context import REGISTRY
 from fastreg.registry.digests import Digest
 from tests.api.conftest import Client, MakeClient
 from tests.api.fakeupstream import FakeUpstream, sha256
-from tests.api.helpers import OCI_MANIFEST, expect_error
+from tests.api.helpers import DOCKER_LIST, DOCKER_MANIFEST, OCI_MANIFEST, expect_error
 
 ACCEPT = {"Accept": OCI_MANIFEST}
 LAYER = os.urandom(300_000)
@@ -247,3 +248,24 @@ async def test_wrong_upstream_credentials_are_unavailable(
         proxy__remoteurl=upstream.url, proxy__username="alice", proxy__password="wrong"
     )
     await expect_error(await mirror.get("/v2/app/manifests/v1", headers=ACCEPT), 503, "UNAVAILABLE")
+
+
+async def test_a_list_for_a_client_without_lists_fetches_the_child(
+    mirror: Client, upstream: FakeUpstream
+) -> None:
+    """Content negotiation on the mirror's side: the list is stored, its linux/amd64 child is
+    fetched by digest when a client that accepts no list pulls the tag."""
+    _, body = upstream.push("app", None, [b"amd64 layer"])
+    docker_child = body.replace(OCI_MANIFEST.encode(), DOCKER_MANIFEST.encode())
+    upstream.manifests[("app", sha256(docker_child))] = (DOCKER_MANIFEST, docker_child)
+    index = orjson.dumps({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": [{
+        "mediaType": DOCKER_MANIFEST, "digest": sha256(docker_child), "size": len(docker_child),
+        "platform": {"architecture": "amd64", "os": "linux"}}]})  # fmt: skip
+    upstream.manifests[("app", "multi")] = upstream.manifests[("app", sha256(index))] = (
+        DOCKER_LIST, index)
+    resp = await mirror.get("/v2/app/manifests/multi", headers={"Accept": DOCKER_MANIFEST})
+    assert resp.status == 200, await resp.text()
+    assert await resp.read() == docker_child
+    resp = await mirror.get("/v2/app/manifests/multi", headers={"Accept": DOCKER_LIST})
+    assert resp.status == 200 and await resp.read() == index
+    assert upstream.gets("manifests") == 2  # the list once, the child once
