@@ -20,6 +20,11 @@ $(VENV)/.test-installed: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# `make loadtest`: the loadtest extra (locust) over the plain install, not the test setup
+$(VENV)/.loadtest-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -e '.[loadtest]'
+	touch $@
+
 run: $(VENV)/.installed
 	mkdir -p var
 	REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=$(CURDIR)/var $(VENV)/bin/fastreg serve deploy/config-dev.yml
@@ -57,7 +62,7 @@ bench-memory: $(VENV)/.test-installed
 	$(PY) -m benchmarks.memory $(BENCH_ARGS)
 
 # a locust suite, headless, against a fastreg it starts (LOADTEST_ARGS='--suite push --host URL')
-loadtest: $(VENV)/.test-installed
+loadtest: $(VENV)/.loadtest-installed
 	$(PY) loadtests/run.py $(LOADTEST_ARGS)
 
 clean:

@@ -14,7 +14,7 @@ from fastreg.api.context import registry_of, url_for
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.manifests import MAX_MANIFEST_SIZE, Manifest
 from fastreg.registry.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
-from fastreg.registry.names import parse_reference, validate_tag
+from fastreg.registry.names import lookup_reference, parse_reference, validate_tag
 
 
 def accepted_types(request: web.Request) -> set[str]:
@@ -66,7 +66,7 @@ async def _negotiate(
 
 async def get_manifest(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
     name = params["name"]
-    reference = parse_reference(params["reference"])
+    reference = lookup_reference(params["reference"])
     registry = registry_of(request)
     resolved = await registry.resolve_manifest(name, reference)
     digest = resolved.digest

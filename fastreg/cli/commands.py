@@ -15,6 +15,7 @@ from fastreg.cli.progress import ProgressBar
 from fastreg.config import Config, ConfigError, load_config, parse_duration
 from fastreg.registry.gc import GCError, GCOptions, collect
 from fastreg.registry.migrate import MigrateError, migrate
+from fastreg.registry.roots import NotARegistry, check_destination, check_source
 from fastreg.server.logs import setup_logging
 from fastreg.storage.base import StorageError
 from fastreg.storage.factory import UnknownDriver, create_driver
@@ -64,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, OSError, UnknownDriver) as exc:
         print(f"fastreg: {exc}", file=sys.stderr)
         return 2
+    except NotARegistry as exc:  # a wrong root: nothing done, the root named (roots.py)
+        print(f"fastreg: {args.command}: {exc}", file=sys.stderr)
+        return 1
     except (GCError, MigrateError, StorageError) as exc:
         print(f"fastreg: {args.command} failed: {exc}", file=sys.stderr)
         return 1
@@ -96,6 +100,7 @@ def _garbage_collect(args: argparse.Namespace) -> int:
 
     async def go() -> str:
         try:
+            await check_source(driver)
             with ProgressBar() as progress:
                 report = await collect(driver, options, progress.print, progress)
             return report.summary(options)
@@ -113,6 +118,8 @@ def _migrate(args: argparse.Namespace) -> int:
 
     async def go() -> str:
         try:
+            await check_source(src, "source")
+            await check_destination(dst)
             with ProgressBar() as progress:
                 report = await migrate(src, dst, progress, progress.print)
             return report.summary()

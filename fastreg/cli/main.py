@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from multiprocessing.synchronize import Event as EventType
 
 from aiohttp import web
+from setproctitle import setproctitle
 
 from fastreg import __version__
 from fastreg.api.refusals import RegistryRunner
@@ -148,7 +149,8 @@ async def _serve(config: Config, reuse_port: bool, ready: Callable[[], None] | N
         await runner.cleanup()
 
 
-def _run_worker(path: str | None, reuse_port: bool, ready: EventType) -> None:
+def _run_worker(path: str | None, reuse_port: bool, ready: EventType, title: str) -> None:
+    setproctitle(title)  # else ps shows `python -B -c from multiprocessing.spawn import ...`
     tune_malloc()  # a spawned worker starts with the allocator's defaults
     try:
         config = _load(path)
@@ -187,7 +189,18 @@ def _run_guarded(config: Config, reuse_port: bool, ready: Callable[[], None] | N
         return 1
 
 
+# Distribution refuses to start without a configuration file: defaults alone would serve
+# 0.0.0.0:5000 on /var/lib/registry with no auth, which nobody should get by forgetting an argument
+NO_CONFIGURATION = (
+    "fastreg: configuration path unspecified: give one as `fastreg serve CONFIG.yml` "
+    "or in REGISTRY_CONFIGURATION_PATH"
+)
+
+
 def serve(path: str | None, workers: int) -> int:
+    if not (path or os.environ.get("REGISTRY_CONFIGURATION_PATH")):
+        print(NO_CONFIGURATION, file=sys.stderr)
+        return 2
     try:
         config = _load(path)
         check_auth(config)  # the files auth names: a worker must not die on them in a loop
@@ -197,15 +210,20 @@ def serve(path: str | None, workers: int) -> int:
         print(f"fastreg: configuration error: {exc}", file=sys.stderr)
         return 2
     raise_open_files_limit()  # before any worker starts: they inherit it
+    # ps, top and `systemctl status` name each process by its role and address (setproctitle
+    # rewrites the command line /proc/<pid>/cmdline shows), not by the interpreter's arguments
+    addr = config.http.addr
     if workers <= 1:
+        setproctitle(f"fastreg serve {addr}")
         return _run_guarded(config, reuse_port=False)
+    setproctitle(f"fastreg serve {addr} ({workers} workers)")
     try:
         for host, port in addresses:
             _check_free(host, port)
     except BindError as exc:
         print(f"fastreg: {exc}", file=sys.stderr)
         return 1
-    return _supervise(path, workers)
+    return _supervise(path, workers, addr)
 
 
 def token_server(path: str | None, addr: str | None) -> int:
@@ -236,7 +254,7 @@ class _Worker:
     failures: int = 0  # starts in a row that died before listening
 
 
-def _supervise(path: str | None, workers: int) -> int:
+def _supervise(path: str | None, workers: int, addr: str) -> int:
     """Run N worker processes on one port (SO_REUSEPORT); restart any that dies after it
     served, give up (stop the others, exit non-zero) on a slot whose worker keeps dying before
     it listens."""
@@ -250,13 +268,14 @@ def _supervise(path: str | None, workers: int) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
-    def start(failures: int = 0) -> _Worker:
+    def start(slot: int, failures: int = 0) -> _Worker:
         ready = ctx.Event()
-        p = ctx.Process(target=_run_worker, args=(path, True, ready), daemon=False)
+        title = f"fastreg worker {slot + 1}/{workers} {addr}"  # a restart keeps its slot's title
+        p = ctx.Process(target=_run_worker, args=(path, True, ready, title), daemon=False)
         p.start()
         return _Worker(p, ready, failures)
 
-    procs = [start() for _ in range(workers)]
+    procs = [start(slot) for slot in range(workers)]
     code = 0
     while not stopping and code == 0:
         time.sleep(0.2)
@@ -279,7 +298,7 @@ def _supervise(path: str | None, workers: int) -> int:
                 extra={"pid": w.process.pid, "exitcode": w.process.exitcode},
             )
             time.sleep(RESTART_PAUSE * max(failures, 1))
-            procs[i] = start(failures)
+            procs[i] = start(i, failures)
     for w in procs:
         if w.process.is_alive() and w.process.pid is not None:
             os.kill(w.process.pid, signal.SIGTERM)
@@ -290,12 +309,26 @@ def _supervise(path: str | None, workers: int) -> int:
     return code
 
 
+def _processes(text: str) -> int:
+    """``--workers``: 1 or more; 0 or a negative count is a usage error, not one process."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of processes (1 or more)")
+    return count
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastreg", description="A fast OCI registry.")
+    parser.add_argument("--version", action="version", version=f"fastreg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="serve the registry API")
     p_serve.add_argument("config", nargs="?", help="Distribution-style config.yml")
-    p_serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    p_serve.add_argument(
+        "--workers", type=_processes, default=1, help="processes sharing the port (1 or more)"
+    )
     sub.add_parser("version", help="print the version")
     p_token = sub.add_parser("token-server", help="serve the built-in token issuer alone")
     p_token.add_argument("config", nargs="?", help="config.yml with auth.token.tokenserver")

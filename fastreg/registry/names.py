@@ -36,7 +36,18 @@ def validate_tag(tag: str) -> str:
 
 
 def parse_reference(reference: str) -> str | Digest:
-    """A manifest reference is a digest when it has a colon, otherwise a tag."""
+    """A manifest reference is a digest when it has a colon, otherwise a tag (a PUT's: an
+    invalid one is 400 TAG_INVALID)."""
     if ":" in reference:
         return Digest.parse(reference)
     return validate_tag(reference)
+
+
+def lookup_reference(reference: str) -> str | Digest:
+    """The reference of a GET, HEAD or DELETE: as ``parse_reference``, but a tag that breaks the
+    grammar names no manifest, so it is 404 MANIFEST_UNKNOWN (the spec's MUST for a manifest not
+    found; Distribution's route grammar refuses such a path with 404 as well). Only a PUT, which
+    would create the tag, is told TAG_INVALID."""
+    if ":" in reference or TAG_RE.fullmatch(reference):
+        return parse_reference(reference)
+    raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"tag": reference[:300]})

@@ -15,7 +15,7 @@ from fastreg.registry.grants import UploadGrants
 from fastreg.registry.leases import RedisCommands
 from fastreg.registry.manifests import Manifest
 from fastreg.registry.manifeststore import ManifestStore
-from fastreg.registry.names import parse_reference
+from fastreg.registry.names import lookup_reference
 from fastreg.registry.policy import Caller, Policy, RegistrySettings
 from fastreg.registry.proxy.mirror import Mirror, Resolved
 from fastreg.registry.proxy.settings import Upstream
@@ -85,7 +85,7 @@ class Registry:
     async def delete_manifest(self, name: str, reference: str) -> None:
         """Delete a manifest by digest, or only the tag when ``reference`` is a tag."""
         self.policy.check_delete()  # first: without deletes, any delete is 405, whatever it names
-        parsed = parse_reference(reference)
+        parsed = lookup_reference(reference)  # an invalid tag: 404, as in Distribution
         if isinstance(parsed, Digest):
             await self.manifests.delete(name, parsed)
         else:

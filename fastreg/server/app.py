@@ -30,7 +30,8 @@ from fastreg.registry.cache.caches import (
 from fastreg.registry.service import Registry, RegistrySettings
 from fastreg.registry.tags import TagListCache
 from fastreg.server.allocator import return_freed_memory
-from fastreg.server.debug import setup_health
+from fastreg.server.debug import setup_debug_metrics
+from fastreg.server.health import setup_health
 from fastreg.server.maintenance import setup_maintenance
 from fastreg.server.metrics import METRICS, Metrics
 from fastreg.server.pipeline import setup_pipeline
@@ -131,6 +132,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     app.cleanup_ctx.append(_return_freed_memory)
     setup_routes(app)
     setup_health(app, config)
+    setup_debug_metrics(app)
     setup_auth(app, config)
     setup_notifications(app, config)  # after _registry_lifecycle: it stops before storage closes
     setup_maintenance(app, config)  # upload purging, online GC; also stop before storage closes

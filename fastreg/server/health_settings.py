@@ -1,4 +1,5 @@
-"""The `health` section and `http.debug`, parsed at load (fastreg.server.debug runs them).
+"""The `health` section and `http.debug`, parsed at load (server/health.py runs the checks,
+server/debug.py serves them).
 
 Checks follow Distribution's `health.*` config: `storagedriver`, `file`, `http`, `tcp`, each with
 an `interval` (default 10s; zero means the default) and a `threshold` (consecutive failures before

@@ -15,7 +15,7 @@ which checks method, name and read-only mode and calls the endpoint's handler):
    it refuses by raising `RegistryError`.
 5. `host_check` (api/middleware.py): 400 for a Host that cannot go into a URL, before anything
    writes the Host into a Location or an event.
-6. `health_gate` (server/debug.py): 503 UNAVAILABLE while a health check fails, before
+6. `health_gate` (server/health.py): 503 UNAVAILABLE while a health check fails, before
    credentials are checked (a registry that cannot serve says so to everyone).
 7. `authorize` (auth/middleware.py), only with `auth:`: inside `errors` (a refusal is the OCI
    body with its challenge), outside `notify` (a refused request produces no event).
@@ -34,7 +34,7 @@ from fastreg.api.middleware import access_log, errors, host_check
 from fastreg.api.routes import resolve_route
 from fastreg.auth.middleware import ACCESS, authorize
 from fastreg.notify.service import NOTIFIER, notify
-from fastreg.server.debug import health_gate
+from fastreg.server.health import health_gate
 from fastreg.server.metrics import observe
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from fastreg.server.debug import HEALTH, debug_app
+from fastreg.server.debug import debug_app
+from fastreg.server.health import HEALTH
 from fastreg.storage.base import StorageDriver, StorageError
 from fastreg.storage.inmemory import InMemoryDriver
 from tests.api.conftest import Client, MakeClient

@@ -138,7 +138,7 @@ async def test_method_not_allowed_lists_allowed_methods(
 
 # byte-exact request targets that a client library would refuse or normalise
 RAW: list[Any] = [
-    ("GET", "/v2/repo/manifests/%ff", 400),
+    ("GET", "/v2/repo/manifests/%ff", 404),  # no valid tag: no manifest (MANIFEST_UNKNOWN)
     ("GET", "/v2/repo/blobs/sha256:%00", 400),
     ("GET", "/v2/repo/tags/list?n=%ff", 400),
     ("GET", "/v2/repo/tags/list?n=99999999999999999999999", 400),  # beyond int64, as Go

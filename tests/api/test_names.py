@@ -128,6 +128,21 @@ async def test_invalid_tags_on_put(client: Client, tag: str) -> None:
     assert orjson.loads(resp)["errors"][0]["code"] == "TAG_INVALID"
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE"])
+@pytest.mark.parametrize("tag", [pytest.param(".INVALID_MANIFEST_NAME", id="conformance"),
+                                 *INVALID_TAGS])
+async def test_invalid_tags_elsewhere_name_no_manifest(
+    client: Client, method: str, tag: str
+) -> None:
+    # the spec: a manifest not found MUST be 404; Distribution's route grammar answers 404 too
+    await push_image(client, "repo", "v1")
+    status, _, resp = await raw_request(
+        client, method, f"/v2/repo/manifests/{tag}", {"Accept": OCI_MANIFEST})
+    assert status == 404, resp[:300]
+    if method != "HEAD":
+        assert orjson.loads(resp)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+
+
 async def test_tag_of_128_chars(client: Client) -> None:
     digest, body = await push_image(client, "repo", None)
     resp = await put_manifest(client, "repo", "t" * 128, body)

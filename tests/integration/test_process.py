@@ -200,6 +200,28 @@ def test_workers_share_a_port_and_a_chunked_upload_spans_them(tmp_path: Path) ->
     assert server.proc is not None and server.proc.returncode == 0
 
 
+def cmdline(pid: int) -> str:
+    """What ps shows for ``pid``: its /proc cmdline, arguments joined by spaces."""
+    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    return " ".join(part.decode() for part in raw.split(b"\0") if part).strip()
+
+
+def test_processes_are_titled_supervisor_and_workers(tmp_path: Path) -> None:
+    extra = {"log": {"level": "info", "formatter": "json"}}
+    server = start_fastreg(tmp_path / "root", tmp_path / "w", "--workers", "2", extra=extra)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while len(_listening_pids(server)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.proc is not None
+        addr = f"127.0.0.1:{server.port}"
+        assert cmdline(server.proc.pid) == f"fastreg serve {addr} (2 workers)"
+        titles = sorted(cmdline(pid) for pid in _listening_pids(server))
+        assert titles == [f"fastreg worker 1/2 {addr}", f"fastreg worker 2/2 {addr}"]
+    finally:
+        server.stop()
+
+
 def _log_entries(server: ServerProcess) -> list[dict]:
     return [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
 
@@ -271,6 +293,46 @@ def test_python_dash_m_and_version_command() -> None:
         timeout=30,
     )
     assert out.returncode == 0 and out.stdout.startswith("fastreg ")
+
+
+def fastreg_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m fastreg ARGS`` to its end, with no REGISTRY_* variable, output captured."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    base.update(PYTHONPATH=str(REPO_ROOT), **(env or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "fastreg", *args],
+        check=False, capture_output=True, text=True, env=base, timeout=READY_TIMEOUT,
+    )  # fmt: skip
+
+
+def test_version_option_prints_what_the_version_command_prints() -> None:
+    option, command = fastreg_command("--version"), fastreg_command("version")
+    assert option.returncode == 0, option.stderr
+    assert option.stdout == command.stdout and option.stdout.startswith("fastreg ")
+
+
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_workers_below_one_is_a_usage_error(tmp_path: Path, workers: str) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(registry_config(tmp_path / "root", free_port()))
+    result = fastreg_command("serve", "--workers", workers, str(config))
+    assert result.returncode == 2, result.stderr
+    assert f"--workers: {workers} is not a number of processes (1 or more)" in result.stderr
+
+
+def test_serve_without_a_configuration_refuses_to_start() -> None:
+    result = fastreg_command("serve")
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    assert "fastreg serve CONFIG.yml" in line and "REGISTRY_CONFIGURATION_PATH" in line, line
+
+
+def test_serve_reads_registry_configuration_path(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text("version: 0.1\nstorage:\n  inmemory:\nhttp:\n  addr: 127.0.0.1:nope\n")
+    result = fastreg_command("serve", env={"REGISTRY_CONFIGURATION_PATH": str(config)})
+    assert result.returncode == 2, result.stderr
+    assert "http.addr" in one_line(result.stderr)  # it read that file
 
 
 def run_fastreg(tmp_path: Path, config: str, *args: str) -> subprocess.CompletedProcess[str]:
