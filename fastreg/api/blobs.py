@@ -17,12 +17,12 @@ from aiohttp import web
 from fastreg.api.context import HTTP, SENDER, registry_of
 from fastreg.api.params import byte_range
 from fastreg.api.sendfile import StallWatch
-from fastreg.registry.blobs import BlobSource
+from fastreg.registry.blobs import BlobReader
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
 
 
-def _headers(source: BlobSource) -> dict[str, str]:
+def _headers(source: BlobReader) -> dict[str, str]:
     digest = str(source.info.digest)
     return {
         "Docker-Content-Digest": digest,
@@ -35,7 +35,7 @@ def _headers(source: BlobSource) -> dict[str, str]:
 
 async def head_blob(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
     digest = Digest.parse(params["digest"])
-    info = await registry_of(request).blobs.stat_in(params["name"], digest)
+    info = await registry_of(request).blob_info(params["name"], digest)
     headers = {
         "Docker-Content-Digest": str(digest),
         "ETag": f'"{digest}"',
@@ -49,7 +49,15 @@ async def head_blob(request: web.Request, params: dict[str, str]) -> web.StreamR
 async def get_blob(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
     registry = registry_of(request)
     digest = Digest.parse(params["digest"])
-    source = await registry.blobs.source(params["name"], digest)
+    source = await registry.blob_source(params["name"], digest)
+    try:
+        return await _serve(request, source, digest)
+    finally:
+        source.release()
+
+
+async def _serve(request: web.Request, source: BlobReader, digest: Digest) -> web.StreamResponse:
+    registry = registry_of(request)
     size = source.info.size
     headers = _headers(source)
     if request.headers.get("If-None-Match", "").strip('"') == str(digest):
@@ -69,9 +77,15 @@ async def get_blob(request: web.Request, params: dict[str, str]) -> web.StreamRe
     await response.prepare(request)
     if transport is not None:
         with StallWatch(transport, request.app[HTTP].sendtimeout).watching() as watch:
-            async for chunk in source.stream(offset, length):
-                watch.queued(len(chunk))
-                await response.write(chunk)
+            try:
+                async for chunk in source.stream(offset, length):
+                    watch.queued(len(chunk))
+                    await response.write(chunk)
+            except RegistryError:
+                # the status line is sent: a body ended short is the only error left to give
+                # (a mirror's cold blob whose digest or transfer failed)
+                transport.close()
+                raise
     await response.write_eof()
     return response
 

@@ -42,7 +42,7 @@ def _json(body: object, headers: dict[str, str], content_type: str = "applicatio
 
 async def list_tags(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
     name = params["name"]
-    tags, headers = _page(request, await registry_of(request).tags.all(name), None, None)
+    tags, headers = _page(request, await registry_of(request).tags_list(name), None, None)
     return _json({"name": name, "tags": tags}, headers)
 
 

@@ -55,7 +55,7 @@ async def _negotiate(
         )
         if default is None:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "no linux/amd64 manifest in the list")
-        child = await registry_of(request).manifests.get(name, default)
+        child = await registry_of(request).manifest(name, default)
         if child.media_type == DOCKER_MANIFEST and DOCKER_MANIFEST not in accepts:
             raise RegistryError(
                 ErrorCode.MANIFEST_INVALID, "Schema 2 manifest not supported by client"
@@ -68,13 +68,17 @@ async def get_manifest(request: web.Request, params: dict[str, str]) -> web.Stre
     name = params["name"]
     reference = lookup_reference(params["reference"])
     registry = registry_of(request)
-    digest = await registry.manifests.resolve(name, reference)
+    resolved = await registry.resolve_manifest(name, reference)
+    digest = resolved.digest
     headers = {"Docker-Content-Digest": str(digest), "ETag": f'"{digest}"'}
+    if resolved.warning is not None:  # a mirror serving its cache: the upstream is down
+        headers["Warning"] = resolved.warning
     if request.headers.get("If-None-Match", "").strip('"') == str(digest):
         return web.Response(status=304, headers=headers)
     manifest = await registry.manifests.load_resolved(digest)
     manifest = await _negotiate(request, name, manifest, isinstance(reference, str))
     headers = {
+        **headers,
         "Docker-Content-Digest": str(manifest.digest),
         "ETag": f'"{manifest.digest}"',
         "Content-Type": manifest.media_type,

@@ -249,7 +249,16 @@ ROOT = struct(
     redis=_REDIS,
     health=_HEALTH,
     catalog=unsupported(struct(maxentries=INT)),
-    proxy=unsupported(struct(remoteurl=STR, username=STR, password=STR, ttl=DURATION)),
+    proxy=struct(
+        remoteurl=STR,
+        username=STR,
+        password=STR,
+        ttl=DURATION,
+        # fastreg only: one upstream per namespace (registry/proxy/settings.py)
+        upstreams=listof(
+            struct(namespace=STR, remoteurl=STR, username=STR, password=STR, ttl=DURATION)
+        ),
+    ),
     compatibility=struct(
         schema1=struct(enabled=BOOL, signingkeyfile=unsupported(_env(STR, "TrustKey")))
     ),

@@ -50,6 +50,8 @@ from fastreg.registry.cache.redis import RedisSettings
 from fastreg.registry.cache.redis import parse as parse_redis
 from fastreg.registry.gc import settings as gc
 from fastreg.registry.gc.settings import OnlineGCSettings
+from fastreg.registry.proxy import settings as proxy
+from fastreg.registry.proxy.settings import ProxySettings
 from fastreg.registry.purge import PurgeSettings
 from fastreg.server.health_settings import DebugSettings, HealthSettings, parse_debug, parse_health
 from fastreg.storage.filesystem import FilesystemParams
@@ -144,6 +146,7 @@ class Config:
     notifications: NotifyConfig = field(default_factory=_notify_default)
     redis: RedisSettings = field(default_factory=RedisSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
     warnings: tuple[str, ...] = ()
 
 
@@ -200,6 +203,9 @@ def _build(doc: dict[str, Any], environ: Mapping[str, str], defaults_only: bool)
     root = Section(doc, "")
     redis = parse_redis(doc.get("redis"))
     storage = _storage(root.section("storage"), redis, warnings)
+    mirror = proxy.parse(doc.get("proxy"))
+    if mirror.upstreams:  # checked, so a config written for later fails now, but not routed
+        warnings.append("configuration key 'proxy.upstreams' is not supported yet")
     return Config(
         version=version,
         log=_log(root, warnings),
@@ -212,6 +218,7 @@ def _build(doc: dict[str, Any], environ: Mapping[str, str], defaults_only: bool)
         ),
         redis=redis,
         health=parse_health(doc.get("health")),
+        proxy=mirror,
         warnings=tuple(warnings),
     )
 

@@ -41,6 +41,25 @@ class BlobSource:
     async def redirect_url(self, method: str) -> str | None:
         return await self.driver.url_for(self.path, method)
 
+    def release(self) -> None:
+        """Nothing to give back (a mirror's cold blob, the other `BlobReader`, has)."""
+
+
+class BlobReader(Protocol):
+    """What a download reads: a stored blob (`BlobSource`) or one a mirror is fetching."""
+
+    @property
+    def info(self) -> BlobInfo: ...
+
+    @property
+    def local_path(self) -> str | None: ...
+
+    def stream(self, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]: ...
+
+    async def redirect_url(self, method: str) -> str | None: ...
+
+    def release(self) -> None: ...
+
 
 async def read_link(driver: StorageDriver, path: str) -> Digest | None:
     """The digest a link file names, or None when the link is absent or unreadable."""

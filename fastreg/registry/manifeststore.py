@@ -103,7 +103,10 @@ class ManifestStore:
         content_type: str | None,
         raw: bytes,
         extra_tags: tuple[str, ...] = (),
+        verify_references: bool = True,
     ) -> PutResult:
+        """Store a manifest. ``verify_references=False`` for a mirror: its blobs are fetched
+        from the upstream when pulled, after the manifest that names them."""
         algorithm = reference.algorithm if isinstance(reference, Digest) else "sha256"
         manifest = parse_manifest(
             content_type, raw, schema1_enabled=self.schema1_enabled, digest_algorithm=algorithm
@@ -113,12 +116,14 @@ class ManifestStore:
                 ErrorCode.DIGEST_INVALID,
                 detail={"expected": str(reference), "actual": str(manifest.digest)},
             )
-        await self._verify_references(name, manifest)
+        if verify_references:
+            await self._verify_references(name, manifest)
         await self.blobs.put(manifest.digest, raw)
         content = layout.link_content(manifest.digest)
         await self.driver.put_content(layout.revision_link(name, manifest.digest), content)
         await self.catalog.changed()  # the repository's first manifest makes it appear
-        await self._verify_after_link(name, manifest)
+        if verify_references:
+            await self._verify_after_link(name, manifest)
         if manifest.subject is not None:
             link = layout.referrer_link(name, manifest.subject.digest, manifest.digest)
             await self.driver.put_content(link, content)

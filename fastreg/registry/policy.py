@@ -1,4 +1,5 @@
-"""What the registry allows: writes in read-only mode, deletes, redirects and blob mounts.
+"""What the registry allows: writes in read-only mode or as a mirror, deletes, redirects and
+blob mounts.
 
 Decided here, once, for every way a request comes in; the HTTP layer only asks (a handler never
 reads a setting to refuse something itself). Access control is not decided here: it says who
@@ -23,6 +24,8 @@ class RegistrySettings:
     # Mounting a blob without `from` (OCI 1.1 "automatic content discovery") would let a caller link
     # any blob whose digest it knows; it is on only when no access control is configured.
     automount: bool = True
+    # a pull-through cache (`proxy.remoteurl`): its content is the upstream's, never a client's
+    mirror: bool = False
 
 
 class Caller(Protocol):
@@ -36,7 +39,12 @@ class Policy:
     settings: RegistrySettings
 
     def check_writable(self) -> None:
-        """Refuse any change to the registry in read-only mode (UNSUPPORTED, as Distribution)."""
+        """Refuse any change to the registry in read-only mode or as a mirror (UNSUPPORTED
+        with the OCI body, as Distribution: a mirror's pushes, deletes and upload starts)."""
+        if self.settings.mirror:
+            raise RegistryError(
+                ErrorCode.UNSUPPORTED, "the registry is a pull-through cache: it is read-only"
+            )
         if self.settings.readonly:
             raise RegistryError(ErrorCode.UNSUPPORTED, "the registry is in read-only mode")
 

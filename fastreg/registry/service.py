@@ -1,19 +1,25 @@
 """The registry as the HTTP layer sees it: one object holding the stores over one driver.
 
 The operations a setting may refuse (deletes, mounts, redirects) go through here, so that
-`policy.Policy` decides them whichever handler asks; the other operations are the stores'.
+`policy.Policy` decides them whichever handler asks; so do the pulls a mirror answers
+differently (`proxy/mirror.py`: manifests, blobs, tags lists); the other operations are the
+stores'.
 """
 
 from __future__ import annotations
 
-from fastreg.registry.blobs import BlobInfo, BlobSource, BlobStore, DescriptorCache
+from fastreg.registry.blobs import BlobInfo, BlobReader, BlobStore, DescriptorCache
 from fastreg.registry.catalog import Catalog
 from fastreg.registry.digests import Digest
 from fastreg.registry.grants import UploadGrants
 from fastreg.registry.leases import RedisCommands
+from fastreg.registry.manifests import Manifest
 from fastreg.registry.manifeststore import ManifestStore
 from fastreg.registry.names import lookup_reference
 from fastreg.registry.policy import Caller, Policy, RegistrySettings
+from fastreg.registry.proxy.mirror import Mirror, Resolved
+from fastreg.registry.proxy.settings import Upstream
+from fastreg.registry.proxy.upstream import UpstreamClient
 from fastreg.registry.tags import TagListCache, TagStore
 from fastreg.registry.uploads import UploadService
 from fastreg.storage.base import StorageDriver
@@ -29,7 +35,9 @@ class Registry:
         cache: DescriptorCache | None = None,
         tag_cache: TagListCache | None = None,
         lease_redis: RedisCommands | None = None,
+        upstream: Upstream | None = None,
     ) -> None:
+        """``upstream``: the registry is a pull-through cache of it (`proxy.remoteurl`)."""
         self.driver = driver
         self.settings = settings
         self.policy = Policy(settings)
@@ -44,6 +52,35 @@ class Registry:
         self.manifests = ManifestStore(
             driver, self.blobs, self.tags, self.catalog, schema1_enabled=settings.schema1_enabled
         )
+        self.mirror = (
+            None if upstream is None
+            else Mirror(UpstreamClient(upstream), self.manifests, self.uploads)
+        )  # fmt: skip
+
+    async def resolve_manifest(self, name: str, reference: str | Digest) -> Resolved:
+        """The digest a manifest reference names (on a mirror: checked against the upstream)."""
+        if self.mirror is not None:
+            return await self.mirror.resolve(name, reference)
+        return Resolved(await self.manifests.resolve(name, reference))
+
+    async def manifest(self, name: str, reference: str | Digest) -> Manifest:
+        return await self.manifests.load_resolved((await self.resolve_manifest(name, reference)).digest)
+
+    async def blob_info(self, name: str, digest: Digest) -> BlobInfo:
+        if self.mirror is not None:
+            return await self.mirror.blob_info(name, digest)
+        return await self.blobs.stat_in(name, digest)
+
+    async def blob_source(self, name: str, digest: Digest) -> BlobReader:
+        """Where a pull reads a blob; the caller `release`s it when done."""
+        if self.mirror is not None:
+            return await self.mirror.blob_source(name, digest)
+        return await self.blobs.source(name, digest)
+
+    async def tags_list(self, name: str) -> list[str]:
+        if self.mirror is not None:
+            return await self.mirror.tags_list(name)
+        return await self.tags.all(name)
 
     async def delete_manifest(self, name: str, reference: str) -> None:
         """Delete a manifest by digest, or only the tag when ``reference`` is a tag."""
@@ -70,7 +107,7 @@ class Registry:
             return None
         return await self.blobs.mount(name, digest, source or None)
 
-    async def redirect_url(self, source: BlobSource, method: str) -> str | None:
+    async def redirect_url(self, source: BlobReader, method: str) -> str | None:
         """Where to send a pull instead of serving it, when redirects are on and the driver
         has a presigned URL."""
         if not self.policy.redirects:
@@ -81,6 +118,8 @@ class Registry:
         return await self.catalog.all()
 
     async def close(self) -> None:
+        if self.mirror is not None:
+            await self.mirror.close()
         await self.blobs.cache.close()
         if self.tags.cache is not None:
             await self.tags.cache.close()

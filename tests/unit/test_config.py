@@ -442,7 +442,6 @@ compatibility:
         "http.tls.letsencrypt",
         "middleware",
         "reporting",
-        "proxy",
         "validation",
         "policy",
         "catalog",

@@ -156,12 +156,13 @@ def test_config_holds_typed_settings_not_mappings() -> None:
     assert config.http.debug == DebugSettings("localhost:5001", "localhost", 5001)
     for name in ("auth", "notifications", "redis", "health"):
         assert dataclasses.is_dataclass(getattr(config, name)), name
-    assert not {"proxy", "validation", "policy"} & {f.name for f in dataclasses.fields(Config)}
+    assert not {"validation", "policy"} & {f.name for f in dataclasses.fields(Config)}
 
 
-def test_proxy_keys_stay_in_the_table_as_not_supported() -> None:
+def test_proxy_section_is_parsed_without_warnings() -> None:
     config = parse(S + "proxy:\n  remoteurl: https://registry-1.docker.io\n  ttl: 1h\n")
-    assert config.warnings == ("configuration key 'proxy' is not supported yet",)
+    assert config.warnings == ()
+    assert config.proxy.default is not None and config.proxy.default.ttl == 3600.0
 
 
 # --- one converter set ---------------------------------------------------------------------------

@@ -1,0 +1,272 @@
+"""The HTTP client of one upstream registry: its auth challenge, and its answers as outcomes.
+
+Below the registry in spirit (like storage's REST client): it knows the distribution API's paths
+and nothing of stores or caches. Authentication follows the upstream's challenge, learnt on the
+first 401 and then sent up front: ``Bearer realm=...,service=...`` (Docker Hub's token service:
+a token per scope, from the realm with the configured credentials or anonymously, kept until it
+expires), ``Basic`` (the configured credentials), or none.
+
+Failures are split the way a mirror needs them: ``UpstreamMissing`` (404: the upstream is up and
+says no), ``UpstreamThrottled`` (429, with its Retry-After), ``UpstreamUnavailable`` (transport
+failure, timeout, 5xx, or an answer that makes no sense). There is no retry loop here (unlike
+storage/retry.py): a mirror whose upstream fails serves what it has cached at once, and a client
+retries a pull anyway.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from fastreg.registry.mediatypes import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    SCHEMA1,
+    SCHEMA1_SIGNED,
+)
+from fastreg.registry.proxy.settings import Upstream
+from fastreg.storage.retry import TRANSPORT_ERRORS  # the storage clients' own list
+
+log = logging.getLogger("fastreg.proxy")
+
+#: what a mirror asks for: every manifest type, so that it stores what the upstream has and
+#: content negotiation happens on the mirror's side
+MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST, SCHEMA1_SIGNED, SCHEMA1)
+MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
+TOKEN_MARGIN = 10.0  # seconds before its expiry a token is no longer used
+DEFAULT_TOKEN_LIFETIME = 60.0  # the Docker token spec's default `expires_in`
+_PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+
+
+class UpstreamError(Exception):
+    """The upstream did not serve what was asked; ``url`` names the request."""
+
+    def __init__(self, message: str, url: str) -> None:
+        super().__init__(f"{message} ({url})")
+        self.url = url
+
+
+class UpstreamMissing(UpstreamError):
+    """404 (or the upstream's NAME_UNKNOWN, MANIFEST_UNKNOWN, BLOB_UNKNOWN)."""
+
+
+class UpstreamUnavailable(UpstreamError):
+    """Unreachable, timed out, 5xx, refused our credentials, or answered nonsense."""
+
+
+class UpstreamThrottled(UpstreamError):
+    def __init__(self, message: str, url: str, retry_after: str | None) -> None:
+        super().__init__(message, url)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    scheme: str  # "bearer" or "basic"
+    params: Mapping[str, str]
+
+
+def parse_challenge(header: str) -> Challenge | None:
+    """The first challenge of a ``WWW-Authenticate`` header (registries send one)."""
+    scheme, _, rest = header.strip().partition(" ")
+    if scheme.lower() not in ("bearer", "basic"):
+        return None
+    params = {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+              for m in _PARAM_RE.finditer(rest)}  # fmt: skip
+    return Challenge(scheme.lower(), params)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestHead:
+    digest: str  # the upstream's Docker-Content-Digest ("" when it sent none)
+    media_type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 5.0
+    read: float = 30.0
+
+
+class UpstreamClient:
+    """One upstream: a session, its challenge once learnt, and tokens per scope."""
+
+    def __init__(self, upstream: Upstream, timeouts: Timeouts | None = None) -> None:
+        self.upstream = upstream
+        self.base = URL(upstream.remoteurl)
+        timeouts = timeouts or Timeouts()
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._challenge: Challenge | None = None
+        self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, monotonic expiry)
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=60),
+                auto_decompress=False,  # blob bytes go through exactly as the upstream has them
+                trust_env=False,
+            )
+        return self._session
+
+    # -- the distribution API ---------------------------------------------------------------
+
+    async def head_manifest(self, name: str, reference: str) -> ManifestHead:
+        resp = await self.request(
+            "HEAD", f"/v2/{name}/manifests/{reference}", name, {"Accept": MANIFEST_ACCEPT}
+        )
+        resp.release()
+        return ManifestHead(
+            resp.headers.get("Docker-Content-Digest", ""),
+            resp.headers.get("Content-Type", ""),
+            resp.content_length or 0,
+        )
+
+    async def get_manifest(self, name: str, reference: str, limit: int) -> tuple[str, bytes]:
+        """(media type, raw bytes) of a manifest, at most ``limit`` bytes."""
+        path = f"/v2/{name}/manifests/{reference}"
+        resp = await self.request("GET", path, name, {"Accept": MANIFEST_ACCEPT})
+        try:
+            if (resp.content_length or 0) > limit:
+                raise UpstreamUnavailable("manifest too large", str(resp.url))
+            raw = await resp.content.read(limit + 1)
+        except TRANSPORT_ERRORS as exc:
+            raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}", str(resp.url)) from exc
+        finally:
+            resp.release()
+        if len(raw) > limit:
+            raise UpstreamUnavailable("manifest too large", str(resp.url))
+        return resp.headers.get("Content-Type", ""), raw
+
+    async def head_blob(self, name: str, digest: str) -> int:
+        resp = await self.request("HEAD", f"/v2/{name}/blobs/{digest}", name)
+        resp.release()
+        return resp.content_length or 0
+
+    async def open_blob(self, name: str, digest: str) -> aiohttp.ClientResponse:
+        """A 200 whose body the caller reads and releases (redirects to a CDN followed)."""
+        return await self.request("GET", f"/v2/{name}/blobs/{digest}", name, redirects=True)
+
+    async def tags(self, name: str) -> list[str]:
+        """Every tag of ``name``, following the upstream's `Link` pages."""
+        tags: list[str] = []
+        path: str | None = f"/v2/{name}/tags/list"
+        while path is not None:
+            resp = await self.request("GET", path, name)
+            try:
+                body = orjson.loads(await resp.read())
+                link = resp.headers.get("Link", "")
+            except (orjson.JSONDecodeError, *TRANSPORT_ERRORS) as exc:
+                raise UpstreamUnavailable(f"tags list: {exc}", str(resp.url)) from exc
+            finally:
+                resp.release()
+            found = body.get("tags") if isinstance(body, dict) else None
+            tags.extend(t for t in found or () if isinstance(t, str))
+            match = re.match(r"\s*<([^>]+)>", link)
+            path = URL(match.group(1)).path_qs if match else None
+        return tags
+
+    # -- one request, authenticated as the upstream asks -------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        name: str,
+        headers: Mapping[str, str] | None = None,
+        redirects: bool = False,
+    ) -> aiohttp.ClientResponse:
+        """A 200 response (the caller releases it), or one of the Upstream* errors."""
+        url = self.base.join(URL(path))
+        scope = f"repository:{name}:pull"
+        for attempt in range(2):
+            send = dict(headers or {})
+            authorization = await self._authorization(scope)
+            if authorization:
+                send["Authorization"] = authorization
+            try:
+                resp = await self.session().request(
+                    method, url, headers=send, timeout=self._timeout, allow_redirects=redirects
+                )
+            except TRANSPORT_ERRORS as exc:
+                raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}", str(url)) from exc
+            if resp.status == 200:
+                return resp
+            resp.release()
+            if resp.status == 401 and attempt == 0:
+                challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
+                if challenge is not None:
+                    self._challenge = challenge
+                    self._tokens.pop(scope, None)
+                    continue
+            raise _failure(resp, str(url))
+        raise AssertionError("unreachable")
+
+    async def _authorization(self, scope: str) -> str | None:
+        challenge = self._challenge
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            if self.upstream.credentials is None:
+                return None
+            return basic(*self.upstream.credentials)
+        return f"Bearer {await self._token(challenge, scope)}"
+
+    async def _token(self, challenge: Challenge, scope: str) -> str:
+        cached = self._tokens.get(scope)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        realm = challenge.params.get("realm", "")
+        if not realm.startswith(("http://", "https://")):
+            raise UpstreamUnavailable("Bearer challenge without a usable realm", realm)
+        query = {"scope": scope}
+        if challenge.params.get("service"):
+            query["service"] = challenge.params["service"]
+        url = URL(realm).update_query(query)
+        send = {"Authorization": basic(*self.upstream.credentials)} if self.upstream.credentials else {}
+        try:
+            async with self.session().get(url, headers=send, timeout=self._timeout) as resp:
+                if resp.status != 200:
+                    raise _failure(resp, str(url))
+                body = orjson.loads(await resp.read())
+        except (orjson.JSONDecodeError, *TRANSPORT_ERRORS) as exc:
+            raise UpstreamUnavailable(f"token: {type(exc).__name__}: {exc}", str(url)) from exc
+        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise UpstreamUnavailable("token endpoint answered no token", str(url))
+        lifetime = body.get("expires_in")
+        if not isinstance(lifetime, (int, float)) or lifetime <= 0:
+            lifetime = DEFAULT_TOKEN_LIFETIME
+        self._tokens[scope] = (token, time.monotonic() + max(lifetime - TOKEN_MARGIN, 1.0))
+        return token
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+def basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def _failure(resp: aiohttp.ClientResponse, url: str) -> UpstreamError:
+    status = resp.status
+    if status == 404:
+        return UpstreamMissing("not found upstream", url)
+    if status == 429:
+        return UpstreamThrottled("upstream answered 429", url, resp.headers.get("Retry-After"))
+    return UpstreamUnavailable(f"upstream answered {status}", url)
