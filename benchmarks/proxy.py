@@ -1,0 +1,115 @@
+"""The pull-through cache (issue 14): fastreg and Distribution as mirrors of one upstream.
+
+The upstream is Debian's `docker-registry` (Distribution 2.8) on an empty filesystem root, with
+one ``--size`` MiB blob pushed to it. For each mirror kind (fastreg ``--workers 2``, Distribution
+in ``proxy:`` mode), started fresh on an empty root with the same ``config.yml``, it measures:
+
+- direct: the blob pulled straight from the upstream (the reference of the cold pull);
+- cold: the first pull through the mirror (fetched from the upstream while served);
+- warm: the next pull, from the mirror's storage;
+- cold x N: a fresh mirror, ``--clients`` clients pulling the cold blob at once: their aggregate
+  rate, and how many bytes the upstream served for it (from its access log).
+
+Every pull checks the length and sha256. Figures are medians over ``--rounds`` and printed,
+never asserted.
+
+    python -m benchmarks.proxy [--size 1024] [--rounds 3] [--clients 8]
+
+Must not import fastreg: the servers are black boxes started as processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import clients
+from benchmarks.clients import Blob
+from benchmarks.servers import Registry, start_registry
+
+MiB = 1024 * 1024
+REPO = "bench/proxy"
+
+
+def _timed(fn: object, *args: object) -> float:
+    t0 = time.perf_counter()
+    fn(*args)  # type: ignore[operator]
+    return time.perf_counter() - t0
+
+
+def _upstream_bytes(upstream: Registry, digest: str) -> int:
+    """Bytes of the blob the upstream answered with, summed over its access log's GET lines."""
+    pattern = re.compile(rf'"GET /v2/{re.escape(REPO)}/blobs/{re.escape(digest)} HTTP/1\.1" 20[06] (\d+)')
+    text = upstream.process.log_path.read_text(errors="replace")
+    return sum(int(m.group(1)) for m in pattern.finditer(text))
+
+
+def _mirror(kind: str, work: Path, upstream: Registry) -> Registry:
+    return start_registry(kind, work, extra=f"proxy:\n  remoteurl: {upstream.url}\n")
+
+
+def run(size: int, rounds: int, n: int, tmp: Path) -> dict[str, dict[str, list[float]]]:
+    upstream = start_registry("distribution", tmp / "upstream", accesslog=True)
+    blob = Blob(900, size)
+    path = f"/v2/{REPO}/blobs/{blob.digest}"
+    figures: dict[str, dict[str, list[float]]] = {}
+    try:
+        clients.push_monolithic(upstream.port, REPO, blob)
+        for r in range(rounds):
+            for kind in (("fastreg", "distribution") if r % 2 == 0 else ("distribution", "fastreg")):
+                f = figures.setdefault(kind, {"direct": [], "cold": [], "warm": [],
+                                              "cold xN": [], "upstream MiB for xN": []})
+                print(f"  round {r + 1}/{rounds} {kind} ...", file=sys.stderr, flush=True)
+                f["direct"].append(size / MiB / _timed(clients.pull, upstream.port, path, blob))
+                mirror = _mirror(kind, tmp / f"{kind}-{r}", upstream)
+                try:
+                    f["cold"].append(size / MiB / _timed(clients.pull, mirror.port, path, blob))
+                    f["warm"].append(size / MiB / _timed(clients.pull, mirror.port, path, blob))
+                finally:
+                    mirror.stop()
+                    shutil.rmtree(tmp / f"{kind}-{r}", ignore_errors=True)
+                before = _upstream_bytes(upstream, blob.digest)
+                mirror = _mirror(kind, tmp / f"{kind}-{r}-n", upstream)
+                try:
+                    jobs = [(clients.pull, mirror.port, path, blob) for _ in range(n)]
+                    t = _timed(clients.run_parallel, jobs)
+                    f["cold xN"].append(n * size / MiB / t)
+                    time.sleep(0.5)  # the access log line is written after the response
+                    f["upstream MiB for xN"].append((_upstream_bytes(upstream, blob.digest) - before) / MiB)
+                finally:
+                    mirror.stop()
+                    shutil.rmtree(tmp / f"{kind}-{r}-n", ignore_errors=True)
+    finally:
+        upstream.stop()
+    return figures
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", type=int, default=1024, help="blob size in MiB (1024)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--clients", type=int, default=8, help="clients of the cold x N pull (8)")
+    args = p.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="fastreg-proxy-bench-"))
+    try:
+        figures = run(args.size * MiB, args.rounds, args.clients, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n{args.size} MiB blob, {args.rounds} rounds (medians), cold x N with {args.clients} clients\n")
+    print("| mirror | direct from upstream MiB/s | cold MiB/s | cold / direct | warm MiB/s "
+          "| cold x N aggregate MiB/s | upstream MiB served for x N |")
+    print("|---|---|---|---|---|---|---|")
+    for kind, f in figures.items():
+        m = {k: statistics.median(v) for k, v in f.items()}
+        print(f"| {kind} | {m['direct']:.0f} | {m['cold']:.0f} | {m['cold'] / m['direct']:.2f}x "
+              f"| {m['warm']:.0f} | {m['cold xN']:.0f} | {m['upstream MiB for xN']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
