@@ -11,6 +11,7 @@ in flight, and close and cancel, safe twice.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
@@ -19,7 +20,10 @@ from typing import Any
 from fastreg.storage.base import PathNotFound, StorageError, take_chunk
 
 
-class ChunkedWriter:
+class ChunkedWriter(abc.ABC):
+    """The template; a backend fills in ``_push`` (or takes ``FixedChunkWriter``'s), ``_commit``
+    and ``_remove``, and may hook ``_prepare`` and ``_abandon``."""
+
     def __init__(self, path: str, base: int, chunksize: int) -> None:
         self._path = path
         self._base = base  # bytes stored when this writer opened (or last committed)
@@ -67,11 +71,9 @@ class ChunkedWriter:
 
     # -- for the backend's writer -----------------------------------------------------------
 
+    @abc.abstractmethod
     async def _push(self, data: bytes) -> None:
-        """Buffer ``data`` and ship every whole chunk."""
-        self._buf += data
-        while (chunk := take_chunk(self._buf, self._chunksize)) is not None:
-            await self._ship(chunk)
+        """Take ``data`` (already counted in ``size``) towards the store."""
 
     def _take_rest(self) -> bytes:
         """What is buffered, less than a chunk, for the last send of a commit."""
@@ -93,16 +95,28 @@ class ChunkedWriter:
         """Before the bytes of each ``write`` are counted and pushed (the first of a session
         decides where they go)."""
 
-    async def _ship(self, chunk: bytes) -> None:
-        """Send one whole chunk (usually through ``_send``)."""
-        raise NotImplementedError
-
+    @abc.abstractmethod
     async def _commit(self) -> None:
-        raise NotImplementedError
+        """Make what was written the file (``commit``)."""
 
+    @abc.abstractmethod
     async def _remove(self) -> None:
         """Delete the file (``cancel``)."""
-        raise NotImplementedError
 
     async def _abandon(self) -> None:
         """After close: give up what the store holds of an uncommitted session."""
+
+
+class FixedChunkWriter(ChunkedWriter):
+    """Chunks of exactly ``chunksize`` bytes cut from the template's buffer (azure's blocks,
+    gcs's resumable pieces, swift's segments); S3, whose parts grow, pushes its own way."""
+
+    async def _push(self, data: bytes) -> None:
+        """Buffer ``data`` and ship every whole chunk."""
+        self._buf += data
+        while (chunk := take_chunk(self._buf, self._chunksize)) is not None:
+            await self._ship(chunk)
+
+    @abc.abstractmethod
+    async def _ship(self, chunk: bytes) -> None:
+        """Send one whole chunk (usually through ``_send``)."""

@@ -15,6 +15,7 @@ backend.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -203,7 +204,7 @@ BucketedT = TypeVar("BucketedT", bound=Bucketed)
 ObjectsT = TypeVar("ObjectsT", bound=Objects)
 
 
-class BucketDriver(Generic[BucketedT]):
+class BucketDriver(abc.ABC, Generic[BucketedT]):
     """What a driver on any object store is, whatever its files are made of (S3's are objects
     and segments): keys, writers that ``open_writer`` opens over the same objects, the reader's
     contract, host-local leases, signed URLs for GET and HEAD, a health check naming the bucket.
@@ -243,13 +244,13 @@ class BucketDriver(Generic[BucketedT]):
         async for chunk in self.read(path, offset, None if length is None else offset + length):
             yield chunk
 
+    @abc.abstractmethod
     def read(self, path: str, offset: int, end: int | None) -> AsyncIterator[bytes]:
         """Bytes ``offset`` to ``end`` (exclusive; None: to the end) of the file."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def check_offset(self, path: str, offset: int) -> None:
         """PathNotFound without a file at ``path``; InvalidOffset past its end."""
-        raise NotImplementedError
 
     async def lease(self, path: str) -> FlockLease | None:
         return self.locks.lease(self.key(path))

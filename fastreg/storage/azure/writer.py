@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 
 from fastreg.storage.azure.objects import AzureObjects
 from fastreg.storage.base import StorageError
-from fastreg.storage.chunked import ChunkedWriter
+from fastreg.storage.chunked import FixedChunkWriter
 from fastreg.storage.objectstore import read_all
 
 MAX_BLOCKS = 50_000
@@ -27,7 +27,7 @@ def new_block_id() -> str:
     return base64.b64encode(os.urandom(36)).decode()
 
 
-class AzureWriter(ChunkedWriter):
+class AzureWriter(FixedChunkWriter):
     def __init__(self, objects: AzureObjects, path: str, base: int, exists: bool) -> None:
         super().__init__(path, base, objects.params.chunksize)
         self._objects = objects

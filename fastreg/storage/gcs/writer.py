@@ -27,14 +27,14 @@ import uuid
 from yarl import URL
 
 from fastreg.storage.base import StorageError
-from fastreg.storage.chunked import ChunkedWriter
+from fastreg.storage.chunked import FixedChunkWriter
 from fastreg.storage.gcs.objects import GCSObjects
 from fastreg.storage.objectstore import chunks, read_all
 
 MAX_COMPONENTS = 1000  # GCS's limit is 1024
 
 
-class GCSWriter(ChunkedWriter):
+class GCSWriter(FixedChunkWriter):
     def __init__(
         self, objects: GCSObjects, path: str, base: int, exists: bool, components: int
     ) -> None:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 
 from fastreg.storage.base import PathNotFound, StorageError
-from fastreg.storage.chunked import ChunkedWriter
+from fastreg.storage.chunked import FixedChunkWriter
 from fastreg.storage.swift.objects import SwiftObjects, segment_name
 
 #: How long `commit` waits for a lagging container listing to show the new segments.
 LISTING_WAIT = 15.0
 
 
-class SwiftWriter(ChunkedWriter):
+class SwiftWriter(FixedChunkWriter):
     def __init__(
         self, objects: SwiftObjects, path: str, segments: str, number: int, base: int, exists: bool
     ) -> None:
