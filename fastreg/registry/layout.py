@@ -34,32 +34,37 @@ def repository(name: str) -> str:
     return f"{REPOSITORIES}/{name}"
 
 
-def layer_link(name: str, d: Digest) -> str:
-    return f"{REPOSITORIES}/{name}/_layers/{d.algorithm}/{d.hex}/link"
+def _link(directory: str, d: Digest) -> str:
+    """The link file naming ``d`` below ``directory`` (``<alg>/<hex>/link``)."""
+    return f"{directory}/{d.algorithm}/{d.hex}/link"
 
 
 def layers(name: str) -> str:
-    return f"{REPOSITORIES}/{name}/_layers"
+    return f"{repository(name)}/_layers"
+
+
+def layer_link(name: str, d: Digest) -> str:
+    return _link(layers(name), d)
 
 
 def manifests(name: str) -> str:
-    return f"{REPOSITORIES}/{name}/_manifests"
-
-
-def revision_dir(name: str, d: Digest) -> str:
-    return f"{REPOSITORIES}/{name}/_manifests/revisions/{d.algorithm}/{d.hex}"
-
-
-def revision_link(name: str, d: Digest) -> str:
-    return f"{revision_dir(name, d)}/link"
+    return f"{repository(name)}/_manifests"
 
 
 def revisions(name: str, algorithm: str) -> str:
-    return f"{REPOSITORIES}/{name}/_manifests/revisions/{algorithm}"
+    return f"{manifests(name)}/revisions/{algorithm}"
+
+
+def revision_dir(name: str, d: Digest) -> str:
+    return f"{revisions(name, d.algorithm)}/{d.hex}"
+
+
+def revision_link(name: str, d: Digest) -> str:
+    return _link(f"{manifests(name)}/revisions", d)
 
 
 def tags(name: str) -> str:
-    return f"{REPOSITORIES}/{name}/_manifests/tags"
+    return f"{manifests(name)}/tags"
 
 
 def tag_dir(name: str, tag: str) -> str:
@@ -67,23 +72,27 @@ def tag_dir(name: str, tag: str) -> str:
 
 
 def tag_current_link(name: str, tag: str) -> str:
-    return f"{tags(name)}/{tag}/current/link"
+    return f"{tag_dir(name, tag)}/current/link"
 
 
 def tag_index_link(name: str, tag: str, d: Digest) -> str:
-    return f"{tags(name)}/{tag}/index/{d.algorithm}/{d.hex}/link"
+    return _link(f"{tag_dir(name, tag)}/index", d)
 
 
 def referrers_dir(name: str, subject: Digest) -> str:
-    return f"{REPOSITORIES}/{name}/_manifests/referrers/{subject.algorithm}/{subject.hex}"
+    return f"{manifests(name)}/referrers/{subject.algorithm}/{subject.hex}"
 
 
 def referrer_link(name: str, subject: Digest, d: Digest) -> str:
-    return f"{referrers_dir(name, subject)}/{d.algorithm}/{d.hex}/link"
+    return _link(referrers_dir(name, subject), d)
+
+
+def uploads(name: str) -> str:
+    return f"{repository(name)}/_uploads"
 
 
 def upload_dir(name: str, upload_id: str) -> str:
-    return f"{REPOSITORIES}/{name}/_uploads/{upload_id}"
+    return f"{uploads(name)}/{upload_id}"
 
 
 def upload_data(name: str, upload_id: str) -> str:
@@ -97,10 +106,6 @@ def upload_startedat(name: str, upload_id: str) -> str:
 def upload_authgrant(name: str, upload_id: str) -> str:
     """fastreg only: who opened the upload, for `auth.token.uploadgrace` (removed with the dir)."""
     return f"{upload_dir(name, upload_id)}/authgrant"
-
-
-def uploads(name: str) -> str:
-    return f"{REPOSITORIES}/{name}/_uploads"
 
 
 def link_content(d: Digest) -> bytes:

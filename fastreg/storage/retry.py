@@ -1,4 +1,4 @@
-"""The one retry policy of the storage clients (rest.py for azure, gcs and swift; s3/client.py).
+"""The one retry policy of the storage client (rest.py, for azure, gcs, swift and s3).
 
 What is worth another attempt: a failure of the transport itself, 408, 429 and 5xx answers, and
 whatever a client's service calls transient (S3's ``SlowDown`` or an error inside a 200). How long

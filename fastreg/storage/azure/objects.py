@@ -28,9 +28,7 @@ class AzureObjects:
         self.params = params
         self.bucket = Bucket("azure", "container", params.container, params.service_url)
         self.auth = AzureAuth(params)
-        p = params
-        settings = RestSettings("azure", p.maxretries, p.connecttimeout, p.readtimeout)
-        self.rest = RestClient(settings, self.auth.sign, describe)
+        self.rest = RestClient(RestSettings.of("azure", params), self.auth.sign, describe)
 
     def key(self, path: str) -> str:
         return self.params.blob_name(check_path(path))

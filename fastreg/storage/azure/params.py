@@ -21,6 +21,13 @@ from typing import Any
 
 from fastreg.config.convert import SECONDS, ConfigError, Section
 from fastreg.config.keys import ANY, BOOL, DURATION_S, INT, STR, struct, unsupported
+from fastreg.storage.clientparams import (
+    CLIENT_KEYS,
+    CONNECT_TIMEOUT,
+    PRESIGN_EXPIRY,
+    READ_TIMEOUT,
+    client_fields,
+)
 
 MIB = 1024 * 1024
 DEFAULT_CHUNK = 4 * MIB  # Distribution's block size
@@ -41,10 +48,7 @@ KEYS = struct(
     copy_status_poll_max_retry=INT,
     copy_status_poll_delay=DURATION_S,
     chunksize=INT,
-    maxretries=INT,
-    presignexpiry=DURATION_S,
-    connecttimeout=DURATION_S,
-    readtimeout=DURATION_S,
+    **CLIENT_KEYS,
     credentials=unsupported(ANY),
     max_retries=unsupported(INT),
     retry_try_timeout=unsupported(ANY),
@@ -64,9 +68,9 @@ class AzureParams:
     legacyrootprefix: bool = True
     chunksize: int = DEFAULT_CHUNK
     maxretries: int = 3
-    presignexpiry: float = 20 * 60.0
-    connecttimeout: float = 5.0
-    readtimeout: float = 60.0
+    presignexpiry: float = PRESIGN_EXPIRY
+    connecttimeout: float = CONNECT_TIMEOUT
+    readtimeout: float = READ_TIMEOUT
     copypollretries: int = 60
     copypolldelay: float = 0.1
 
@@ -103,10 +107,7 @@ class AzureParams:
             rootdirectory=r.text("rootdirectory").strip("/"),
             legacyrootprefix=legacy if legacy is not None else not trim,
             chunksize=r.integer("chunksize", DEFAULT_CHUNK, MIN_CHUNK, MAX_CHUNK),
-            maxretries=r.integer("maxretries", 3, 0, 100),
-            presignexpiry=r.positive_duration("presignexpiry", 20 * 60.0, SECONDS),
-            connecttimeout=r.positive_duration("connecttimeout", 5.0, SECONDS),
-            readtimeout=r.positive_duration("readtimeout", 60.0, SECONDS),
+            **client_fields(r, retries=3),
             copypollretries=r.integer("copy_status_poll_max_retry", 60, 1, 100_000),
             copypolldelay=r.positive_duration("copy_status_poll_delay", 0.1, SECONDS),
         )

@@ -20,12 +20,11 @@ from yarl import URL
 
 from fastreg.storage.base import PathNotFound, StorageError, check_path
 from fastreg.storage.gcs.auth import GCSAuth, describe
-from fastreg.storage.gcs.params import GCSParams
+from fastreg.storage.gcs.params import SIGNED_URL_MAX, GCSParams
 from fastreg.storage.objectstore import Bucket, ListPage, ObjectInfo, byte_range
 from fastreg.storage.rest import RestClient, RestSettings
 
 LIST_MAX = 1000
-SIGNED_URL_MAX = 7 * 24 * 3600.0  # V4 signed URLs live a week at most
 
 
 class GCSObjects:
@@ -33,10 +32,7 @@ class GCSObjects:
         self.params = params
         self.bucket = Bucket("gcs", "bucket", params.bucket, params.endpoint)
         self.auth = GCSAuth(params)
-        p = params
-        settings = RestSettings(
-            "gcs", p.maxretries, p.connecttimeout, p.readtimeout, connections=p.maxconcurrency
-        )
+        settings = RestSettings.of("gcs", params, connections=params.maxconcurrency)
         self.rest = RestClient(settings, self.auth.sign, describe)
         self.auth.rest = self.rest  # the token request shares the pool
 

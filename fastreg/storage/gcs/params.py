@@ -17,14 +17,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastreg.config.convert import SECONDS, ConfigError, Section
-from fastreg.config.keys import ANY, DURATION_S, INT, STR, mapof, struct
+from fastreg.config.convert import ConfigError, Section
+from fastreg.config.keys import ANY, INT, STR, mapof, struct
+from fastreg.storage.clientparams import (
+    CLIENT_KEYS,
+    CONNECT_TIMEOUT,
+    PRESIGN_EXPIRY,
+    READ_TIMEOUT,
+    client_fields,
+)
 
 KIB = 1024
 MIN_CHUNK = 256 * KIB  # resumable upload chunks are multiples of this
 DEFAULT_CHUNK = 20 * MIN_CHUNK  # Distribution's default
 MAX_CHUNK = 1024 * MIN_CHUNK * 4  # 1 GiB
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
+SIGNED_URL_MAX = 7 * 24 * 3600.0  # V4 signed URLs live a week at most
 
 #: `storage.gcs`: Distribution 2.8's keys and fastreg's own.
 KEYS = struct(
@@ -35,10 +43,7 @@ KEYS = struct(
     chunksize=INT,
     maxconcurrency=INT,
     endpoint=STR,
-    maxretries=INT,
-    presignexpiry=DURATION_S,
-    connecttimeout=DURATION_S,
-    readtimeout=DURATION_S,
+    **CLIENT_KEYS,
 )
 
 
@@ -72,9 +77,9 @@ class GCSParams:
     maxconcurrency: int = 50
     endpoint: str = DEFAULT_ENDPOINT
     maxretries: int = 5
-    presignexpiry: float = 20 * 60.0
-    connecttimeout: float = 5.0
-    readtimeout: float = 60.0
+    presignexpiry: float = PRESIGN_EXPIRY
+    connecttimeout: float = CONNECT_TIMEOUT
+    readtimeout: float = READ_TIMEOUT
 
     def key(self, path: str) -> str:
         root = f"{self.rootdirectory}/" if self.rootdirectory else ""
@@ -94,10 +99,7 @@ class GCSParams:
             chunksize=chunksize,
             maxconcurrency=r.integer("maxconcurrency", 50, 25, 10_000),
             endpoint=r.text("endpoint", DEFAULT_ENDPOINT).rstrip("/"),
-            maxretries=r.integer("maxretries", 5, 0, 100),
-            presignexpiry=min(r.positive_duration("presignexpiry", 20 * 60.0, SECONDS), 7 * 24 * 3600.0),
-            connecttimeout=r.positive_duration("connecttimeout", 5.0, SECONDS),
-            readtimeout=r.positive_duration("readtimeout", 60.0, SECONDS),
+            **client_fields(r, retries=5, presign_max=SIGNED_URL_MAX),
         )
 
 

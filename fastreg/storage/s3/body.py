@@ -8,8 +8,9 @@ upload.
 
 ``PartBody`` is a BytesIO as far as aiohttp can tell: it takes the length from ``getbuffer()``
 and then reads it 64 KiB at a time on the loop; the client (client.py) hashes it for the
-signature from the views, and seeks back to send it again on a retry. Reads are served from
-views of the batches, so the part costs no memory beyond the batches themselves.
+signature from the views, and the shared client (storage/rest.py) seeks back to send it again
+on a retry. Reads are served from views of the batches, so the part costs no memory beyond the
+batches themselves.
 """
 
 from __future__ import annotations

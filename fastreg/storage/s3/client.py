@@ -1,20 +1,25 @@
-"""The driver's S3 client: the S3 operations the driver uses (operations.py), sent over one
-aiohttp session.
+"""The driver's S3 client: the S3 operations the driver uses (operations.py), sent through the
+object stores' one HTTP client (`storage/rest.RestClient`: pool, timeouts, rate limit, the storage
+retry policy of retry.py).
 
 botocore spent about 1.25 ms of CPU on every request here (measured: a HEAD loop against
 SeaweedFS; cProfile shows model-driven parsing, a user-agent string rebuilt per request, endpoint
 rules, hooks and dateutil), several times the request itself, and its S3 client costs each worker
-some 22 MiB. This client builds each request directly, signs it (signing.py), parses the few
-fields the driver reads, and keeps botocore's behaviour where it matters: retries (the storage
-retry policy, retry.py) on transport failures, 5xx, throttling, and the "200 with an error inside"
-that CopyObject, UploadPartCopy and CompleteMultipartUpload can answer; path-style or
-virtual-hosted addressing; SigV4 with the payload's sha256 signed (or SigV2 with ``v4auth:
-false``); rate limit and timeouts. Operations take botocore's parameter names and answer
-botocore's field names, so the driver reads like code written against the S3 API reference.
+some 22 MiB. This client builds each request directly, signs each attempt (signing.py), parses
+the few fields the driver reads, and keeps botocore's behaviour where it matters: retries on
+transport failures, 5xx, throttling codes, and the "200 with an error inside" that CopyObject,
+UploadPartCopy and CompleteMultipartUpload can answer; path-style or virtual-hosted addressing;
+SigV4 with the payload's sha256 signed (hashed once per call, on a thread when large) or SigV2
+with ``v4auth: false``; rate limit and timeouts. What is S3's own is what this module declares to
+the shared client: the signer, the reader of S3's ``<Error>`` document (with hints for the
+credential errors), S3's transient and throttling codes, no default Content-Type (SigV2 signs it).
+Operations take botocore's parameter names and answer botocore's field names, so the driver reads
+like code written against the S3 API reference.
 
 Credentials (credentials.py) are ``accesskey``/``secretkey`` (and ``sessiontoken``), else the
 environment's ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``; without either, botocore's
-credential chain (profiles, web identity, container and instance roles), refreshed as it needs.
+credential chain (profiles, web identity, container and instance roles), refreshed as it needs,
+asked on every attempt.
 """
 
 from __future__ import annotations
@@ -25,30 +30,24 @@ import hashlib
 import ipaddress
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
 
-from fastreg import __version__
-from fastreg.storage.base import PathNotFound, StorageError
-from fastreg.storage.retry import (
-    RETRY_STATUSES,
-    THROTTLE_STATUSES,
-    TRANSPORT_ERRORS,
-    Retry,
-    retrying,
-)
+from fastreg.storage.base import StorageError
+from fastreg.storage.rest import TRANSPORT_ERRORS, RestClient, RestError, RestSettings
 from fastreg.storage.s3.body import PartBody
 from fastreg.storage.s3.credentials import CredentialChain
-from fastreg.storage.s3.operations import Operation, Parser, Request, text, xml
+from fastreg.storage.s3.operations import Operation, text, xml
 from fastreg.storage.s3.params import S3Params
 from fastreg.storage.s3.signing import EMPTY_SHA256, SigV2, SigV4, canonical_query, uri_encode
 
-__all__ = ["TRANSPORT_ERRORS", "S3Client", "S3Error", "translate"]
+__all__ = ["TRANSPORT_ERRORS", "RestError", "S3Client", "translate"]
 
-_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchUpload"})
 _AUTH_HINTS = {
     "SignatureDoesNotMatch": "the secret key does not match the access key (check secretkey)",
     "InvalidAccessKeyId": "the access key is unknown to the server (check accesskey)",
@@ -66,19 +65,13 @@ _RETRY_CODES = _THROTTLE_CODES | {
     "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed",
     "PriorRequestNotComplete",
 }  # fmt: skip
+#: Every status S3 answers a success with (206: a ranged GetObject, 204: a DeleteObject).
+_SUCCESS = tuple(range(200, 300))
 #: Bodies larger than this are hashed for the signature on a thread, off the event loop.
 _HASH_INLINE = 256 * 1024
 #: Socket read buffer of a download: it pauses reading at twice this much unread (per stream).
 READ_BUFSIZE = 256 * 1024
 _BUCKET_DNS = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-
-
-class S3Error(StorageError):
-    """S3 answered with an error; ``code`` is S3's error code (``InvalidRange``, ``403``...)."""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def translate(exc: Exception, op: str, path: str) -> StorageError:
@@ -88,11 +81,35 @@ def translate(exc: Exception, op: str, path: str) -> StorageError:
     return StorageError(f"s3 {op} {path}: {type(exc).__name__}: {exc}")
 
 
-def _answer_error(op: str, path: str, code: str, message: str) -> StorageError:
-    if code in _NOT_FOUND:
-        return PathNotFound(path)
-    detail = _AUTH_HINTS.get(code) or message or code
-    return S3Error(f"s3 {op} {path}: {code}: {detail}", code)
+def _error_document(data: bytes) -> tuple[str, str] | None:
+    """The code and message of S3's ``<Error>`` document, None for any other body."""
+    if not data.lstrip().startswith(b"<"):
+        return None
+    try:
+        root = xml(data)
+    except ET.ParseError:
+        return None
+    if root.tag != "Error":
+        return None
+    return text(root, "Code"), text(root, "Message")
+
+
+def describe(status: int, _: Mapping[str, str], data: bytes) -> tuple[str, str]:
+    """An error answer's code (the status itself without an error document) and message."""
+    code, message = _error_document(data) or ("", "")
+    code = code or str(status)
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return code, _AUTH_HINTS.get(code) or message or phrase or code
+
+
+def _inside(data: bytes) -> tuple[str, str] | None:
+    """The error a 2xx answer of a copy or a completion carries (an empty one is an error)."""
+    if not data.strip():
+        return "InternalError", "empty answer"
+    return _error_document(data)
 
 
 class RateLimiter:
@@ -146,12 +163,9 @@ class S3Client:
 
     def __init__(self, params: S3Params) -> None:
         self.params = params
-        self._limiter = RateLimiter(params.maxrequestspersecond)
-        self._session: aiohttp.ClientSession | None = None
         self._credentials = CredentialChain(params)
         self._v4 = SigV4(params.region)
         self._v2 = SigV2()
-        self._agent = f"fastreg/{__version__}"
         endpoint = params.endpoint_url or _aws_endpoint(params)
         parts = urlsplit(endpoint)
         self._scheme, self._netloc, self._base = parts.scheme, parts.netloc, parts.path.rstrip("/")
@@ -163,25 +177,13 @@ class S3Client:
             or host == "localhost"
             or ("." in params.bucket and self._scheme == "https")
         )
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            p = self.params
-            connector = aiohttp.TCPConnector(
-                limit=max(32, min(p.multipartcopymaxconcurrency, 128)),
-                ssl=not p.skipverify,
-                enable_cleanup_closed=True,
-            )
-            timeout = aiohttp.ClientTimeout(
-                total=None, sock_connect=p.connecttimeout, sock_read=p.readtimeout
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=timeout,
-                auto_decompress=False,
-                read_bufsize=READ_BUFSIZE,
-            )
-        return self._session
+        settings = RestSettings.of(
+            "s3", params, connections=max(32, min(params.multipartcopymaxconcurrency, 128)),
+            verify_tls=not params.skipverify, read_bufsize=READ_BUFSIZE, content_type=None,
+            retry_codes=_RETRY_CODES, throttle_codes=_THROTTLE_CODES,
+        )  # fmt: skip
+        self.rest = RestClient(settings, self._sign, describe,
+                               before=RateLimiter(params.maxrequestspersecond).wait)  # fmt: skip
 
     def _where(self, key: str | None) -> tuple[str, str]:
         """The host and the URI-encoded path of ``key`` (None: the bucket)."""
@@ -193,98 +195,47 @@ class S3Client:
 
     async def call(self, path: str, operation: Operation) -> Any:
         """Run one S3 operation (operations.py) on the bucket; ``path`` names the file in error
-        messages. Attempts are spaced by the rate limit and retried by the storage retry policy."""
-        op = operation.name
-        return await retrying(
-            self.params.maxretries + 1,
-            lambda: self._attempt(op, path, operation.request, operation.parse),
-            before=self._limiter.wait,
-            what=f"s3 {op} {path}",
-        )
-
-    async def _attempt(
-        self,
-        op: str,
-        path: str,
-        request: Request,
-        parse: Parser,
-    ) -> dict[str, Any]:
+        messages."""
+        request = operation.request
         host, urlpath = self._where(request.key)
-        headers = {"host": host, **request.headers, "User-Agent": self._agent}
-        body = request.body
-        if isinstance(body, PartBody):
-            body.seek(0)  # a retry sends it again from the start
-        await self._sign(request.method, urlpath, request.query, headers, body)
-        del headers["host"]  # aiohttp writes Host from the URL
         query = canonical_query(request.query)
         url = URL(
             f"{self._scheme}://{host}{urlpath}" + (f"?{query}" if query else ""), encoded=True
         )
+        headers = dict(request.headers)
+        if self.params.v4auth:  # signed; hashed once, whatever the attempts
+            headers["x-amz-content-sha256"] = await _payload_sha256(request.body)
+        response = await self.rest.request(
+            operation.name, path, request.method, url, headers=headers, body=request.body,
+            expect=_SUCCESS, stream=request.stream,
+            inspect=_inside if request.error_in_200 else None,
+        )  # fmt: skip
         try:
-            response = await self._session_now().request(
-                request.method, url, headers=headers, data=body, skip_auto_headers=("Content-Type",)
-            )
-        except TRANSPORT_ERRORS as exc:
-            raise Retry(translate(exc, op, path)) from exc
-        try:
-            if response.status >= 300 or (request.error_in_200 and not request.stream):
-                data = await response.read()
-                self._check(op, path, response, data, request.error_in_200)
-            else:
-                data = b"" if request.stream else await response.read()
-        except TRANSPORT_ERRORS as exc:
-            response.release()
-            raise Retry(translate(exc, op, path)) from exc
+            result = operation.parse(response, b"" if request.stream else await response.read())
         except BaseException:
             response.release()
             raise
-        result = parse(response, data)
         if request.stream:
             result["Body"] = StreamingBody(response)
         else:
             response.release()
         return result
 
-    @staticmethod
-    def _check(
-        op: str, path: str, response: aiohttp.ClientResponse, data: bytes, in_200: bool
-    ) -> None:
-        status = response.status
-        code, message = str(status), response.reason or ""
-        if data.lstrip().startswith(b"<"):
-            try:
-                root = xml(data)
-            except ET.ParseError:
-                root = None
-            if root is not None and root.tag == "Error":
-                code, message = text(root, "Code", code), text(root, "Message", message)
-            elif status < 300:
-                return  # a 200 whose body is the result
-        elif status < 300:
-            if in_200 and not data.strip():
-                raise Retry(S3Error(f"s3 {op} {path}: empty answer", "InternalError"))
-            return
-        error = _answer_error(op, path, code, message)
-        if status in RETRY_STATUSES or code in _RETRY_CODES or status < 300:
-            raise Retry(error, throttled=status in THROTTLE_STATUSES or code in _THROTTLE_CODES)
-        raise error
-
-    async def _sign(
-        self,
-        method: str,
-        urlpath: str,
-        query: list[tuple[str, str]],
-        headers: dict[str, str],
-        body: bytes | PartBody | None,
-    ) -> None:
+    async def _sign(self, method: str, url: URL, headers: dict[str, str]) -> None:
+        """The shared client's signer: one attempt's signature (it carries the time)."""
         creds = await self._credentials.get()
         if creds is None:
+            headers.pop("x-amz-content-sha256", None)  # anonymous: nothing signed
             return
         now = datetime.datetime.now(datetime.UTC)
-        if not self.params.v4auth:
-            self._v2.sign(method, self._v2_resource(urlpath), query, headers, creds, now)
-            return
-        self._v4.sign(method, urlpath, query, headers, await _payload_sha256(body), creds, now)
+        query = list(url.query.items())
+        headers["host"] = url.raw_authority  # signed; aiohttp writes Host from the URL
+        if self.params.v4auth:
+            payload = headers["x-amz-content-sha256"]
+            self._v4.sign(method, url.raw_path, query, headers, payload, creds, now)
+        else:
+            self._v2.sign(method, self._v2_resource(url.raw_path), query, headers, creds, now)
+        del headers["host"]
 
     def _v2_resource(self, urlpath: str) -> str:
         """What a version 2 signature names: ``/bucket/key`` whatever the addressing style."""
@@ -307,9 +258,7 @@ class S3Client:
         return f"{self._scheme}://{host}{urlpath}?{canonical_query(query)}"
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        await self.rest.close()
 
 
 async def _payload_sha256(body: bytes | PartBody | None) -> str:

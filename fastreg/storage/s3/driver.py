@@ -22,7 +22,7 @@ from typing import Any
 import fastreg.storage.s3.operations as ops
 from fastreg.storage.base import FileInfo, InvalidOffset, PathNotFound, StorageError, check_path
 from fastreg.storage.objectstore import BucketDriver
-from fastreg.storage.s3.client import TRANSPORT_ERRORS, S3Error, translate
+from fastreg.storage.s3.client import TRANSPORT_ERRORS, RestError, translate
 from fastreg.storage.s3.objects import S3Objects
 from fastreg.storage.s3.params import S3Params
 from fastreg.storage.s3.segments import FileLayout, covering, is_marked
@@ -70,7 +70,7 @@ class S3Driver(BucketDriver[S3Objects]):
     async def read(self, path: str, offset: int, end: int | None) -> AsyncIterator[bytes]:
         try:
             resp = await self.objects.get(path, self.key(path), offset, end)
-        except S3Error as exc:
+        except RestError as exc:
             if exc.code != "InvalidRange":
                 raise
             # past the head's end: the bytes are in segments, or this is the very end

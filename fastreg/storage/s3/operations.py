@@ -1,6 +1,6 @@
 """The S3 operations the driver uses: one typed function each, building the HTTP request and the
 parser of its answer (``S3Client.call(path, put_object(Key=...))``). Nothing here sends anything:
-client.py does, signed and retried.
+client.py does, signed, through storage/rest.py's client, retried.
 
 Parameters and answers keep botocore's names (``Key``, ``UploadId``, ``ContentLength``...), so the
 driver reads like code written against the S3 API reference; only the fields the driver reads are

@@ -14,8 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastreg.config.convert import SECONDS, ConfigError, Section
-from fastreg.config.keys import ANY, BOOL, DURATION_S, INT, STR, struct, unsupported
+from fastreg.config.convert import ConfigError, Section
+from fastreg.config.keys import ANY, BOOL, INT, STR, struct, unsupported
+from fastreg.storage.clientparams import (
+    CLIENT_KEYS,
+    CONNECT_TIMEOUT,
+    PRESIGN_EXPIRY,
+    READ_TIMEOUT,
+    client_fields,
+)
 
 MIN_PART = 5 * 1024 * 1024
 MAX_PART = 5 * 1024 * 1024 * 1024
@@ -61,10 +68,7 @@ KEYS = struct(
     storageclass=STR,
     maxbufferedparts=INT,
     maxrequestspersecond=INT,
-    maxretries=INT,
-    presignexpiry=DURATION_S,
-    connecttimeout=DURATION_S,
-    readtimeout=DURATION_S,
+    **CLIENT_KEYS,
     useragent=unsupported(STR),
     objectacl=unsupported(STR),
     usedualstack=unsupported(BOOL),
@@ -112,9 +116,9 @@ class S3Params:
     keyid: str | None = None
     maxrequestspersecond: float = 0.0  # 0: unlimited
     maxretries: int = DEFAULT_RETRIES
-    presignexpiry: float = 20 * 60.0
-    connecttimeout: float = 5.0
-    readtimeout: float = 60.0
+    presignexpiry: float = PRESIGN_EXPIRY
+    connecttimeout: float = CONNECT_TIMEOUT
+    readtimeout: float = READ_TIMEOUT
 
     @property
     def endpoint_url(self) -> str | None:
@@ -168,10 +172,7 @@ class S3Params:
             encrypt=p.flag("encrypt", False),
             keyid=p.optional("keyid") or None,
             maxrequestspersecond=float(p.integer("maxrequestspersecond", 0, 0, 1_000_000)),
-            maxretries=p.integer("maxretries", DEFAULT_RETRIES, 0, 100),
-            presignexpiry=p.positive_duration("presignexpiry", 20 * 60.0, SECONDS),
-            connecttimeout=p.positive_duration("connecttimeout", 5.0, SECONDS),
-            readtimeout=p.positive_duration("readtimeout", 60.0, SECONDS),
+            **client_fields(p, retries=DEFAULT_RETRIES),
         )
 
 

@@ -11,12 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastreg.config.convert import SECONDS, ConfigError, Section
-from fastreg.config.keys import ANY, BOOL, DURATION_S, INT, STR, struct
+from fastreg.config.convert import ConfigError, Section
+from fastreg.config.keys import ANY, BOOL, INT, STR, struct
+from fastreg.storage.clientparams import READ_TIMEOUT, TIMEOUT_KEYS, timeouts
 
 MIN_CHUNK = 1024 * 1024
 MAX_CHUNK = 5 * 1024 * 1024 * 1024  # Swift's default max_file_size: one segment is one object
 DEFAULT_CHUNK = 20 * 1024 * 1024
+CONNECT_TIMEOUT = 10.0  # ncw/swift's ConnectTimeout
 DEFAULT_RETRIES = 3  # ncw/swift retries 3 times when `retries` is 0
 ENDPOINT_TYPES = ("public", "internal", "admin")
 
@@ -32,8 +34,7 @@ KEYS = struct(
     retries=INT,
     tempurlcontainerkey=BOOL,
     tempurlmethods=ANY,  # a list, or a comma or space separated string (environment)
-    connecttimeout=DURATION_S,
-    readtimeout=DURATION_S,
+    **TIMEOUT_KEYS,
 )
 
 
@@ -62,8 +63,8 @@ class SwiftParams:
     accesskey: str = ""
     tempurlcontainerkey: bool = False
     tempurlmethods: tuple[str, ...] = ()
-    connecttimeout: float = 10.0
-    readtimeout: float = 60.0
+    connecttimeout: float = CONNECT_TIMEOUT
+    readtimeout: float = READ_TIMEOUT
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> SwiftParams:
@@ -103,8 +104,7 @@ class SwiftParams:
             accesskey=p.text("accesskey"),
             tempurlcontainerkey=p.flag("tempurlcontainerkey"),
             tempurlmethods=_methods(raw.get("tempurlmethods")),
-            connecttimeout=p.positive_duration("connecttimeout", 10.0, SECONDS),
-            readtimeout=p.positive_duration("readtimeout", 60.0, SECONDS),
+            **timeouts(p, connect=CONNECT_TIMEOUT),
         )
 
 
