@@ -56,13 +56,18 @@ Component counters (the caches', the notification endpoints', the mirror's) are 
 their owners keep (so `registry/` and `notify/` import no metrics code, and a cache lookup costs
 no file write); every `SYNC_SECONDS` each worker adds what they gained since into its Prometheus
 counters, and the worker answering a scrape does so first. A worker killed with SIGKILL loses at
-most that much of those counts; nothing is counted twice and nothing goes back. HTTP and storage
-metrics are written as they happen (an mmap write; the labelled children are looked up once).
+most that much of those counts; nothing is counted twice and nothing goes back.
+`registry_http_requests_total` and the storage metrics are written as they happen (an mmap
+write; the labelled children are looked up once), so the request counts are exact whatever
+happens to a worker; the HTTP histograms are gathered in memory and written at each sync
+(`_Batch`), and the in-flight gauge is sampled then too: both to cut the cost per request
+(benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import glob
 import os
@@ -191,6 +196,37 @@ class _Mirror:
             self.last[labels] = value
 
 
+class _Batch:
+    """A histogram child's observations gathered in this process and written to it at each sync:
+    one bucket increment and a sum in memory per request instead of two file writes (measured
+    in benchmarks/RESULTS.md: the three HTTP histograms were most of the cost prometheus_client's
+    multiprocess mode adds to a small request). It writes into the child's own values (its
+    `_sum` and `_buckets`, prometheus_client's since 2018), so the exposition is the library's.
+    A worker killed with SIGKILL loses what it gathered since its last sync."""
+
+    __slots__ = ("bounds", "child", "counts", "total")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.bounds: list[float] = list(child._upper_bounds)
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1  # the first bound >= value
+        self.total += value
+
+    def flush(self) -> None:
+        if not any(self.counts):
+            return
+        self.child._sum.inc(self.total)
+        for i, n in enumerate(self.counts):
+            if n:
+                self.child._buckets[i].inc(n)
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+
 class _WorkerProcesses:
     """`process_*` of every live worker, labelled with its pid (see the module's docstring)."""
 
@@ -232,9 +268,12 @@ class Metrics:
         if self.multiprocess and not (self.directory and os.path.isdir(self.directory)):
             raise RuntimeError(f"{MULTIPROC_ENV} names no directory: {self.directory!r}")
         self.registry = registry = CollectorRegistry(auto_describe=False)
-        self.uploads_in_flight = 0  # this process's, for the allocator (allocator.py)
-        self.uploads_answered = 0
+        self.flight = dict.fromkeys(HANDLERS.values(), 0)  # this process's requests in flight
+        self.uploads_answered = 0  # and its upload requests answered (the allocator's look)
         self._mirrors: list[_Mirror] = []
+        # a route's histograms for one method, looked up once: (duration, request, response size)
+        self._route: dict[tuple[str, str], tuple[_Batch, _Batch, _Batch]] = {}
+        self._batches: list[_Batch] = []
 
         def counter(name: str, doc: str, labels: tuple[str, ...]) -> _Children:
             return _Children(Counter(name, doc, labels, registry=registry))
@@ -300,8 +339,10 @@ class Metrics:
         self.proxy_errors = counter("fastreg_proxy_upstream_errors_total",
                                     "Upstream requests that failed (unreachable, timed out, 5xx, "
                                     "429, invalid answers), by upstream.", ("upstream",))
-        for handler in HANDLERS.values():  # present from the start, as go-metrics' gauges are
-            self.in_flight(handler).set(0)
+        # sampled, not written per request (two writes fewer: see benchmarks/RESULTS.md); every
+        # handler present from the start, as go-metrics' gauges are
+        self.mirror(self.in_flight, lambda: [((h,), n) for h, n in self.flight.items()], gauge=True)
+        self.sync()
         if self.multiprocess:
             assert self.directory is not None
             self._processes: _WorkerProcesses | None = _WorkerProcesses(self.directory)
@@ -329,11 +370,38 @@ class Metrics:
     def sync(self) -> None:
         for mirror in self._mirrors:
             mirror.sync()
+        for batch in self._batches:
+            batch.flush()
+
+    @property
+    def uploads_in_flight(self) -> int:
+        return sum(self.flight[h] for h in UPLOAD_HANDLERS)
 
     def upload_activity(self) -> tuple[int, float]:
         """(upload requests in flight, upload requests answered so far), of this process: the
         same at two looks with none in flight means no upload came or went (allocator.py)."""
         return self.uploads_in_flight, self.uploads_answered
+
+    def answered(self, route: str, method: str, code: str, seconds: float, received: int,
+                 sent: int) -> None:
+        """One request of an API route, answered (or failed) with ``code``."""
+        children = self._route.get((route, method))
+        if children is None:
+            children = self._route[(route, method)] = (
+                self._batch(self.duration(route, method)),
+                self._batch(self.request_size(route)), self._batch(self.response_size(route)))
+        self.requests(code, route, method).inc()
+        children[0].observe(seconds)
+        children[1].observe(received)
+        children[2].observe(sent)
+
+    def _batch(self, child: Any) -> _Batch:
+        for batch in self._batches:  # request and response sizes are per route, not method
+            if batch.child is child:
+                return batch
+        batch = _Batch(child)
+        self._batches.append(batch)
+        return batch
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -406,10 +474,8 @@ async def sync_forever(app: web.Application) -> AsyncIterator[None]:
 
 def _request_size(request: web.Request) -> int:
     """client_golang's computeApproximateRequestSize, with the body bytes actually received."""
-    size = len(request.raw_path) + len(request.method) + 8 + len(request.host)  # 8: "HTTP/1.1"
-    for name, value in request.raw_headers:
-        size += len(name) + len(value)
-    return size + received_bytes(request)
+    head = len(request.raw_path) + len(request.method) + 8 + len(request.host)  # 8: "HTTP/1.1"
+    return head + sum(len(n) + len(v) for n, v in request.raw_headers) + received_bytes(request)
 
 
 @web.middleware
@@ -420,12 +486,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     response: web.StreamResponse | None = None
     resolved: Resolved | None = request.get(RESOLVED)
     route = HANDLERS.get(resolved.route.name) if resolved is not None else None
-    upload = route in UPLOAD_HANDLERS
-    flight = metrics.in_flight(route) if route is not None else None
-    if flight is not None:
-        flight.inc()
-    if upload:
-        metrics.uploads_in_flight += 1
+    if route is not None:
+        metrics.flight[route] += 1
     try:
         response = await handler(request)
         status = response.status
@@ -438,12 +500,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         if route is None:
             metrics.unrouted(str(status), method).inc()
         else:
-            assert flight is not None
-            flight.dec()
-            metrics.requests(str(status), route, method).inc()
-            metrics.duration(route, method).observe(time.perf_counter() - started)
-            metrics.request_size(route).observe(_request_size(request))
-            metrics.response_size(route).observe(sent_bytes(request, response))
-            if upload:
-                metrics.uploads_in_flight -= 1
+            metrics.flight[route] -= 1
+            if route in UPLOAD_HANDLERS:
                 metrics.uploads_answered += 1
+            metrics.answered(route, method, str(status), time.perf_counter() - started,
+                             _request_size(request), sent_bytes(request, response))
