@@ -78,7 +78,8 @@ class Mirror:
         self.tags = manifests.tags
         self.uploads = uploads
         self._inflight: dict[Digest, _Fetch] = {}
-        self.stats = ProxyStats(client.base.host or str(client.base))
+        port = client.base.explicit_port  # the host as the remote URL names it, no credentials
+        self.stats = ProxyStats(f"{client.base.host}:{port}" if port else client.base.host or "")
 
     async def resolve(self, name: str, reference: str | Digest) -> Resolved:
         resolved = await self._resolve(name, reference)
