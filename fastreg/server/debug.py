@@ -82,11 +82,10 @@ def setup_debug_metrics(app: web.Application) -> None:
                 children(artifact).inc(0)
         for kind in metrics.proxy:
             def tally(kind: str = kind) -> Reading:
-                return [((a, ), float(getattr(t, kind))) for a, t in stats.tallies.items()]
+                return [((a,), float(stats.count(a, kind))) for a in ARTIFACTS]
 
             def by_upstream(kind: str = kind) -> Reading:
-                return [((a, stats.upstream), float(getattr(t, kind)))
-                        for a, t in stats.tallies.items()]
+                return [((a, stats.upstream), float(stats.count(a, kind))) for a in ARTIFACTS]
 
             metrics.mirror(metrics.proxy[kind], tally)
             metrics.mirror(metrics.proxy_upstream[kind], by_upstream)

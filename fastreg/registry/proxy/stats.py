@@ -10,38 +10,32 @@ the registry layer imports no metrics code and a pull costs no file write.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 ARTIFACTS = ("blob", "manifest")
-
-
-@dataclass(slots=True)
-class Tally:
-    requests: int = 0
-    hits: int = 0
-    misses: int = 0
-    pulled_bytes: int = 0
-    pushed_bytes: int = 0
+KINDS = ("requests", "hits", "misses", "pulled_bytes", "pushed_bytes")  # Distribution's names
 
 
 @dataclass(slots=True)
 class ProxyStats:
     upstream: str  # the remote URL's host, the label that tells upstreams apart
-    tallies: dict[str, Tally] = field(default_factory=lambda: {a: Tally() for a in ARTIFACTS})
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (artifact, kind)
     upstream_errors: int = 0
+
+    def count(self, artifact: str, kind: str) -> int:
+        return self.counts[artifact, kind]
 
     def served(self, artifact: str, size: int, hit: bool) -> None:
         """A client is served ``size`` bytes, from the cache when ``hit`` (Distribution's Push)."""
-        tally = self.tallies[artifact]
-        tally.requests += 1
-        tally.pushed_bytes += size
-        tally.hits += hit
+        self.counts[artifact, "requests"] += 1
+        self.counts[artifact, "pushed_bytes"] += size
+        self.counts[artifact, "hits"] += hit
 
     def pulled(self, artifact: str, size: int) -> None:
         """``size`` bytes fetched from the upstream into the cache (Distribution's Pull)."""
-        tally = self.tallies[artifact]
-        tally.misses += 1
-        tally.pulled_bytes += size
+        self.counts[artifact, "misses"] += 1
+        self.counts[artifact, "pulled_bytes"] += size
 
     def failed(self) -> None:
         """The upstream failed a request (unreachable, timed out, 5xx, 429, an invalid answer)."""
