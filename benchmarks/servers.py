@@ -301,10 +301,10 @@ class Registry:
 
 def start_registry(
     kind: str, workdir: Path, *, s3: S3Target | None = None, workers: int = 2,
-    accesslog: bool = False, extra: str = "",
+    accesslog: bool = False, extra: str = "", source: Path = REPO_ROOT,
 ) -> Registry:
     """A fresh registry on an empty filesystem root under ``workdir`` (or on ``s3``, with a
-    fresh redis-server of its own for the caches)."""
+    fresh redis-server of its own for the caches); fastreg's code from ``source``."""
     workdir.mkdir(parents=True, exist_ok=True)
     root = None if s3 is not None else workdir / "root"
     if root is not None:
@@ -315,7 +315,7 @@ def start_registry(
     cfg.write_text(registry_config(port, root, s3, redis_addr, accesslog=accesslog, extra=extra))
     if kind == "fastreg":
         argv = [sys.executable, "-m", "fastreg", "serve", "--workers", str(workers), str(cfg)]
-        env = {"PYTHONPATH": str(REPO_ROOT)}
+        env = {"PYTHONPATH": str(source)}
     elif kind == "distribution":
         argv = [shutil.which("docker-registry") or "docker-registry", "serve", str(cfg)]
         env = {}

@@ -30,6 +30,7 @@ from fastreg.server.allocator import tune_malloc
 from fastreg.server.app import create_app
 from fastreg.server.debug import start_debug_server
 from fastreg.server.logs import setup_logging
+from fastreg.server.metrics import multiprocess_mode, private_directory, worker_died
 from fastreg.storage.base import StorageError
 from fastreg.storage.factory import UnknownDriver
 
@@ -215,6 +216,9 @@ def serve(path: str | None, workers: int) -> int:
     addr = config.http.addr
     if workers <= 1:
         setproctitle(f"fastreg serve {addr}")
+        if multiprocess_mode():  # PROMETHEUS_MULTIPROC_DIR came from outside: one of our own
+            with private_directory():
+                return _run_guarded(config, reuse_port=False)
         return _run_guarded(config, reuse_port=False)
     setproctitle(f"fastreg serve {addr} ({workers} workers)")
     try:
@@ -223,7 +227,9 @@ def serve(path: str | None, workers: int) -> int:
     except BindError as exc:
         print(f"fastreg: {exc}", file=sys.stderr)
         return 1
-    return _supervise(path, workers, addr)
+    # the workers' metrics files (server/metrics.py): fresh, private, removed when we stop
+    with private_directory() as metrics_dir:
+        return _supervise(path, workers, addr, metrics_dir)
 
 
 def token_server(path: str | None, addr: str | None) -> int:
@@ -254,10 +260,10 @@ class _Worker:
     failures: int = 0  # starts in a row that died before listening
 
 
-def _supervise(path: str | None, workers: int, addr: str) -> int:
+def _supervise(path: str | None, workers: int, addr: str, metrics_dir: str) -> int:
     """Run N worker processes on one port (SO_REUSEPORT); restart any that dies after it
     served, give up (stop the others, exit non-zero) on a slot whose worker keeps dying before
-    it listens."""
+    it listens. A dead worker's live gauges leave ``metrics_dir`` (its counters stay)."""
     ctx = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -284,6 +290,8 @@ def _supervise(path: str | None, workers: int, addr: str) -> int:
                 w.failures = 0
             if w.process.is_alive() or stopping:
                 continue
+            if w.process.pid is not None:
+                worker_died(w.process.pid, metrics_dir)
             failures = 0 if w.ready.is_set() else w.failures + 1
             if failures >= START_ATTEMPTS:
                 print(

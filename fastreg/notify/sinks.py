@@ -49,8 +49,12 @@ class Sink(Protocol):
 @dataclass(slots=True)
 class EndpointStats:
     delivered: int = 0
-    failures: int = 0
-    errors: int = 0
+    failures: int = 0  # delivery attempts answered with a failing status
+    errors: int = 0  # delivery attempts that got no answer
+    # in events, as Distribution's metrics count them (server/metrics.py)
+    queued: int = 0
+    failed_events: int = 0
+    errored_events: int = 0
     filtered: int = 0
     dropped: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
@@ -80,6 +84,7 @@ class HTTPSink:
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             self.stats.errors += 1
+            self.stats.errored_events += len(events)
             self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
             raise DeliveryError(self.stats.last_error) from exc
         key = f"{status} {_reason(status)}".strip()
@@ -87,6 +92,7 @@ class HTTPSink:
         # like Distribution, any 2xx or 3xx means the endpoint took the events
         if not 200 <= status < 400:
             self.stats.failures += 1
+            self.stats.failed_events += len(events)
             self.stats.last_error = f"response status {status}"
             raise DeliveryError(self.stats.last_error)
         self.stats.delivered += len(events)
@@ -184,6 +190,7 @@ class DurableQueue:
         ]
 
     def put(self, event: Event, durable: bool = False) -> asyncio.Future[None] | None:
+        self.stats.queued += 1
         if self._closed or len(self._memory) >= MEMORY_QUEUE:
             self._dropped(1, "memory queue full" if not self._closed else "closing")
             return None

@@ -11,52 +11,86 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from fastreg.api.context import REGISTRY
 from fastreg.config import Config
 from fastreg.notify.service import NOTIFIER
+from fastreg.registry.proxy.stats import ARTIFACTS
 from fastreg.server.health import HEALTH
-from fastreg.server.metrics import METRICS, Counter, Gauge, Metrics
+from fastreg.server.metrics import CONTENT_TYPE, METRICS, sync_forever
 
 log = logging.getLogger("fastreg.health")  # the name it always had: log lines unchanged
 
 MAIN: web.AppKey[web.Application] = web.AppKey("main", web.Application)
 
+Reading = list[tuple[tuple[str, ...], float]]
+
 
 def setup_debug_metrics(app: web.Application) -> None:
-    """The gauges the debug server and `/metrics` read off the main application."""
+    """What the metrics read off the other parts of the application (server/metrics.py: the
+    caches', health checks' and notification endpoints' own counts, synced)."""
     metrics = app[METRICS]
 
-    def cache_stats() -> list[tuple[tuple[str, ...], float]]:
-        out: list[tuple[tuple[str, ...], float]] = []
+    def blob_cache() -> Reading:
         for name, hits, misses in _caches(app):
-            out += [((name, "hit"), float(hits)), ((name, "miss"), float(misses))]
-        return out
+            if name == "blobdescriptor":
+                return [(("Request",), hits + misses), (("Hit",), hits), (("Miss",), misses)]
+        return []
 
-    metrics.add(Gauge("registry_cache_requests", "Cache lookups by cache and result.",
-                      ("cache", "result"), cache_stats))
-    metrics.add(Gauge("registry_health_check_failing", "1 while a health check fails.",
-                      ("check",), lambda: [((c.name,), float(c.failing))
-                                           for c in app[HEALTH].checks]))
+    def caches() -> Reading:
+        return [((name, result), float(n)) for name, hits, misses in _caches(app)
+                for result, n in (("hit", hits), ("miss", misses))]
 
-    def notify(field_name: str) -> Callable[[], list[tuple[tuple[str, ...], float]]]:
-        def read() -> list[tuple[tuple[str, ...], float]]:
-            notifier = app.get(NOTIFIER)
-            if notifier is None:
-                return []
-            stats = notifier.stats()["endpoints"]
-            return [((name, ), float(s[field_name])) for name, s in sorted(stats.items())]
-        return read
+    def failing() -> Reading:
+        return [((c.name,), float(c.failing)) for c in app[HEALTH].checks]
 
-    metrics.add(Gauge("registry_notifications_pending", "Events not yet delivered, by endpoint.",
-                      ("endpoint",), notify("pending")))
-    for name in ("delivered", "dropped", "filtered", "failures", "errors"):
-        metrics.add(Gauge(f"registry_notifications_{name}", f"Events {name}, by endpoint "
-                          "(failures and errors count delivery attempts).", ("endpoint",),
-                          notify(name)))
+    def endpoints() -> list[tuple[str, Any]]:
+        notifier = app.get(NOTIFIER)
+        return [] if notifier is None else [(c.config.name, c.queue) for c in notifier.chains]
+
+    def events() -> Reading:
+        return [((kind, name), float(n)) for name, q in endpoints() for kind, n in (
+            ("Events", q.stats.queued), ("Successes", q.stats.delivered),
+            ("Failures", q.stats.failed_events), ("Errors", q.stats.errored_events))]
+
+    def dropped() -> Reading:
+        return [((kind, name), float(n)) for name, q in endpoints()
+                for kind, n in (("Dropped", q.stats.dropped), ("Filtered", q.stats.filtered))]
+
+    def statuses() -> Reading:
+        return [((code, name), float(n)) for name, q in endpoints()
+                for code, n in q.stats.statuses.items()]
+
+    def pending() -> Reading:
+        return [((name,), float(q.pending)) for name, q in endpoints()]
+
+    metrics.mirror(metrics.cache, blob_cache)
+    metrics.mirror(metrics.fastreg_cache, caches)
+    metrics.mirror(metrics.health_failing, failing, gauge=True)
+    metrics.mirror(metrics.events, events)
+    metrics.mirror(metrics.notify_other, dropped)
+    metrics.mirror(metrics.statuses, statuses)
+    metrics.mirror(metrics.pending, pending, gauge=True)
+    mirror = app[REGISTRY].mirror
+    if mirror is not None:
+        stats = mirror.stats
+        for artifact in ARTIFACTS:  # present from the start, as Distribution's are
+            for children in metrics.proxy.values():
+                children(artifact).inc(0)
+        for kind in metrics.proxy:
+            def tally(kind: str = kind) -> Reading:
+                return [((a,), float(stats.count(a, kind))) for a in ARTIFACTS]
+
+            def by_upstream(kind: str = kind) -> Reading:
+                return [((a, stats.upstream), float(stats.count(a, kind))) for a in ARTIFACTS]
+
+            metrics.mirror(metrics.proxy[kind], tally)
+            metrics.mirror(metrics.proxy_upstream[kind], by_upstream)
+        metrics.mirror(metrics.proxy_errors, lambda: [((stats.upstream,), stats.upstream_errors)])
+    app.cleanup_ctx.append(sync_forever)
 
 
 def _caches(app: web.Application) -> list[tuple[str, int, int]]:
@@ -78,18 +112,14 @@ async def debug_health(request: web.Request) -> web.Response:
 
 
 async def debug_vars(request: web.Request) -> web.Response:
+    """This process's state; the request counts are over all workers (as /metrics has them)."""
     main = request.app[MAIN]
-    metrics: Metrics = main[METRICS]
+    metrics = main[METRICS]
     notifier = main.get(NOTIFIER)
     body = {
         "pid": os.getpid(),
         "uptime_seconds": round(time.time() - metrics.started, 3),
-        "requests": int(metrics.requests.total()),
-        "requests_by_status": _by_status(metrics.requests),
-        "requests_in_flight": sum(metrics.in_flight.values()),
-        "uploads_in_flight": metrics.uploads_in_flight,
-        "bytes_in": int(metrics.bytes_in.total()),
-        "bytes_out": int(metrics.bytes_out.total()),
+        **metrics.totals(),
         "cache": {name: {"hits": h, "misses": m} for name, h, m in _caches(main)},
         "health": {c.name: {"failing": c.failing, "failures": c.failures, "error": c.error}
                    for c in main[HEALTH].checks},
@@ -98,17 +128,10 @@ async def debug_vars(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def _by_status(counter: Counter) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for labels, value in counter.values.items():
-        out[labels[-1]] = out.get(labels[-1], 0) + int(value)
-    return out
-
-
 async def prometheus(request: web.Request) -> web.Response:
-    text = request.app[MAIN][METRICS].render()
-    return web.Response(text=text, content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    body = request.app[MAIN][METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE,
+                                            "X-Content-Type-Options": "nosniff"})
 
 
 def debug_app(main: web.Application, config: Config) -> web.Application:

@@ -21,23 +21,11 @@ from fastreg.storage.base import (
 )
 
 
-class _Histogram(Protocol):
-    def observe(self, labels: tuple[str, ...], value: float) -> None: ...
-
-
-class _Counter(Protocol):
-    def inc(self, labels: tuple[str, ...] = (), amount: float = 1) -> None: ...
-
-
 class Metrics(Protocol):
     """What the wrapper records into: the application's `fastreg.server.metrics.Metrics`
     (declared here, so that storage imports nothing of the server)."""
 
-    @property
-    def storage(self) -> _Histogram: ...
-
-    @property
-    def storage_errors(self) -> _Counter: ...
+    def storage_call(self, driver: str, action: str, seconds: float, failed: bool) -> None: ...
 
 
 class _Timer:
@@ -52,10 +40,10 @@ class _Timer:
         self.started = time.perf_counter()
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        labels = (self.driver.name, self.action)
-        self.driver.metrics.storage.observe(labels, time.perf_counter() - self.started)
-        if isinstance(exc, StorageError) and not isinstance(exc, PathNotFound):
-            self.driver.metrics.storage_errors.inc(labels)
+        failed = isinstance(exc, StorageError) and not isinstance(exc, PathNotFound)
+        self.driver.metrics.storage_call(
+            self.driver.name, self.action, time.perf_counter() - self.started, failed
+        )
 
 
 class InstrumentedWriter:

@@ -4,7 +4,6 @@ the API, driven through aiohttp's test client."""
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ from fastreg.storage.base import StorageDriver, StorageError
 from fastreg.storage.inmemory import InMemoryDriver
 from tests.api.conftest import Client, MakeClient
 from tests.api.helpers import OCI_MANIFEST, expect_error, push_blob, push_image, sha256
+from tests.metrics import parse, samples
 
 AiohttpClient = Callable[..., Awaitable[Client]]
 
@@ -162,7 +162,8 @@ async def test_uploads_in_flight(aiohttp_client: AiohttpClient, tmp_path: Path) 
 
 async def test_prometheus_metrics(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
     api, debug = await make_debug(aiohttp_client, tmp_path)(
-        http__debug={"prometheus": {"enabled": True, "path": "/custom"}})
+        http__debug={"prometheus": {"enabled": True, "path": "/custom"}},
+        storage__cache__blobdescriptor="inmemory")
     digest = await push_blob(api, "prom", b"B" * 2048)
     assert (await api.get(f"/v2/prom/blobs/{digest}")).status == 200
     missing = await api.get("/v2/prom/blobs/" + sha256(b"missing"))
@@ -171,21 +172,29 @@ async def test_prometheus_metrics(aiohttp_client: AiohttpClient, tmp_path: Path)
     assert (await debug.get("/metrics")).status == 404
     resp = await debug.get("/custom")
     assert resp.status == 200 and resp.content_type == "text/plain"
-    text = await resp.text()
-    assert 'registry_http_requests_total{handler="upload_start",method="POST",code="201"} 1' in text
-    assert 'registry_http_requests_total{handler="blob",method="GET",code="200"} 1' in text
-    assert 'registry_http_requests_total{handler="blob",method="GET",code="404"} 1' in text
-    assert f'registry_http_response_bytes_total{{handler="blob"}} {2048 + error_bytes}\n' in text
-    assert 'registry_http_request_bytes_total{handler="upload_start"} 2048' in text
-    assert re.search(r'registry_http_request_duration_seconds_bucket\{handler="blob",'
-                     r'method="GET",le="\+Inf"\} 2\n', text)
-    assert 'registry_http_request_duration_seconds_count{handler="blob",method="GET"} 2' in text
-    assert re.search(r'registry_storage_action_seconds_count\{driver="inmemory",'
-                     r'action="stat"\} [1-9]', text)
-    assert '# TYPE registry_storage_action_seconds histogram' in text
-    assert 'registry_cache_requests{cache="manifests",result="miss"}' in text
-    for line in text.splitlines():  # every sample line is "name{labels} value"
-        assert line.startswith("#") or re.fullmatch(r'[a-z_]+(\{[^}]*\})? [-+0-9.eInf]+', line), line
+    families = parse(await resp.text())
+    requests = samples(families, "registry_http_requests_total")
+    assert requests[(("code", "201"), ("handler", "blob_upload"), ("method", "post"))] == 1
+    assert requests[(("code", "200"), ("handler", "blob"), ("method", "get"))] == 1
+    assert requests[(("code", "404"), ("handler", "blob"), ("method", "get"))] == 1
+    sent = samples(families, "registry_http_response_size_bytes_sum")
+    assert sent[(("handler", "blob"),)] == 2048 + error_bytes
+    received = samples(families, "registry_http_request_size_bytes_sum")
+    assert received[(("handler", "blob_upload"),)] > 2048  # the body and the head
+    count = samples(families, "registry_http_request_duration_seconds_count")
+    assert count[(("handler", "blob"), ("method", "get"))] == 2
+    buckets = samples(families, "registry_http_request_duration_seconds_bucket")
+    assert buckets[(("handler", "blob"), ("le", "+Inf"), ("method", "get"))] == 2
+    assert families["registry_storage_action_seconds"].type == "histogram"
+    stats = samples(families, "registry_storage_action_seconds_count")
+    assert stats[(("action", "Stat"), ("driver", "inmemory"))] >= 1
+    assert stats[(("action", "Move"), ("driver", "inmemory"))] == 1  # the upload, published
+    cache = samples(families, "registry_storage_cache_total")
+    assert cache[(("type", "Request"),)] == cache[(("type", "Hit"),)] + cache[(("type", "Miss"),)]
+    assert cache[(("type", "Request"),)] >= 1
+    assert (("cache", "manifests"), ("result", "miss")) in samples(
+        families, "fastreg_cache_requests_total")
+    assert samples(families, "process_resident_memory_bytes")[()] > 0
     assert (await debug.get("/debug/vars")).status == 200
 
 
@@ -200,5 +209,6 @@ async def test_two_apps_count_separately(make_client: MakeClient) -> None:
     await first.get("/v2/")
     from fastreg.server.metrics import METRICS
 
-    assert first.app[METRICS].requests.total() == 1
-    assert second.app[METRICS].requests.total() == 0
+    assert first.app[METRICS].totals()["requests"] == 1
+    assert second.app[METRICS].totals()["requests"] == 0
+    assert not first.app[METRICS].multiprocess  # one process: each app its own registry

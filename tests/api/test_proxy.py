@@ -269,3 +269,35 @@ async def test_a_list_for_a_client_without_lists_fetches_the_child(
     resp = await mirror.get("/v2/app/manifests/multi", headers={"Accept": DOCKER_LIST})
     assert resp.status == 200 and await resp.read() == index
     assert upstream.gets("manifests") == 2  # the list once, the child once
+
+
+async def test_proxy_metrics_as_distribution_counts_them(
+    mirror: Client, upstream: FakeUpstream
+) -> None:
+    from fastreg.server.metrics import METRICS
+    from tests.metrics import parse, samples
+
+    _, body = upstream.push("app", "v1", [LAYER])
+    await pull(mirror, "app", "v1")  # cold: config and layer pulled, the manifest too
+    await pull(mirror, "app", "v1")  # warm: all three hits
+    upstream.mode = "down"
+    assert (await mirror.get("/v2/app/manifests/v1", headers=ACCEPT)).status == 200  # stale
+    families = parse(mirror.app[METRICS].render().decode())
+
+    def by_type(name: str) -> dict[str, float]:
+        return {dict(k)["type"]: v for k, v in samples(families, name).items()}
+
+    blob_bytes = len(LAYER) + len(upstream.blobs[next(
+        d for d in upstream.blobs if upstream.blobs[d] != LAYER)])
+    assert by_type("registry_proxy_requests_total") == {"blob": 4, "manifest": 3}
+    assert by_type("registry_proxy_hits_total") == {"blob": 2, "manifest": 2}
+    assert by_type("registry_proxy_misses_total") == {"blob": 2, "manifest": 1}
+    assert by_type("registry_proxy_pulled_bytes_total") == {"blob": blob_bytes,
+                                                            "manifest": len(body)}
+    assert by_type("registry_proxy_pushed_bytes_total") == {"blob": 2 * blob_bytes,
+                                                            "manifest": 3 * len(body)}
+    host = upstream.url.split("//", 1)[1].rstrip("/")  # 127.0.0.1:port
+    assert samples(families, "fastreg_proxy_upstream_errors_total") == {(("upstream", host),): 1}
+    hits = samples(families, "fastreg_proxy_hits_total")
+    assert hits == {(("type", "blob"), ("upstream", host)): 2,
+                    (("type", "manifest"), ("upstream", host)): 2}

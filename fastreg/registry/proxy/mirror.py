@@ -34,6 +34,7 @@ from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.manifests import MAX_MANIFEST_SIZE
 from fastreg.registry.manifeststore import ManifestStore
+from fastreg.registry.proxy.stats import ProxyStats
 from fastreg.registry.proxy.upstream import (
     UpstreamClient,
     UpstreamError,
@@ -55,6 +56,7 @@ class Resolved:
 
     digest: Digest
     warning: str | None = None
+    fetched: bool = False  # pulled from the upstream by this request (a cache miss)
 
 
 def refusal(exc: UpstreamError) -> RegistryError:
@@ -76,25 +78,34 @@ class Mirror:
         self.tags = manifests.tags
         self.uploads = uploads
         self._inflight: dict[Digest, _Fetch] = {}
+        port = client.base.explicit_port  # the host as the remote URL names it, no credentials
+        self.stats = ProxyStats(f"{client.base.host}:{port}" if port else client.base.host or "")
+
+    async def resolve(self, name: str, reference: str | Digest) -> Resolved:
+        resolved = await self._resolve(name, reference)
+        size = len((await self.manifests.load_resolved(resolved.digest)).raw)  # then cached
+        self.stats.served("manifest", size, hit=not resolved.fetched)
+        return resolved
 
     # -- manifests ---------------------------------------------------------------------------
 
-    async def resolve(self, name: str, reference: str | Digest) -> Resolved:
+    async def _resolve(self, name: str, reference: str | Digest) -> Resolved:
         if isinstance(reference, Digest):
             if not await self.manifests.exists(name, reference):
-                await self._fetch_manifest(name, reference, None)
+                return Resolved(await self._fetch_manifest(name, reference, None), fetched=True)
             return Resolved(reference)
         try:
             head = await self.client.head_manifest(name, reference)
         except UpstreamMissing:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"tag": reference}) from None
         except UpstreamError as exc:
+            self.stats.failed()
             return await self._stale(name, reference, exc)
         digest = _digest_or_none(head.digest)
         if digest is None:  # an upstream that names no digest: the manifest itself tells
-            return Resolved(await self._fetch_manifest(name, reference, reference))
+            return Resolved(await self._fetch_manifest(name, reference, reference), fetched=True)
         if not await self.manifests.exists(name, digest):
-            return Resolved(await self._fetch_manifest(name, digest, reference))
+            return Resolved(await self._fetch_manifest(name, digest, reference), fetched=True)
         if await self._tagged(name, reference) != digest:
             await self.tags.tag(name, reference, digest)
         return Resolved(digest)
@@ -123,6 +134,7 @@ class Mirror:
             detail = {"digest" if isinstance(reference, Digest) else "tag": str(reference)}
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail=detail) from None
         except UpstreamError as exc:
+            self.stats.failed()
             log.warning("manifest %s@%s not cached: upstream failed: %s", name, reference, exc)
             raise refusal(exc) from None
         tags = (tag,) if tag is not None and isinstance(reference, Digest) else ()
@@ -136,6 +148,7 @@ class Mirror:
             raise RegistryError(
                 ErrorCode.UNAVAILABLE, "the upstream registry served an invalid manifest"
             ) from None
+        self.stats.pulled("manifest", len(raw))
         return result.digest
 
     # -- blobs -------------------------------------------------------------------------------
@@ -153,20 +166,22 @@ class Mirror:
         except UpstreamMissing:
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None
         except UpstreamError as exc:
+            self.stats.failed()
             raise refusal(exc) from None
 
     async def blob_source(self, name: str, digest: Digest) -> BlobReader:
         source = await _unless_unknown(self.blobs.source(name, digest))
         if source is not None:
+            self.stats.served("blob", source.info.size, hit=True)
             return source
         if digest not in self._inflight and await self.blobs.exists(digest):
             # cached for another repository: linked here once the upstream confirms it
             await self._upstream_size(name, digest)
-            return await self._linked_source(name, digest)
+            return await self._linked_source(name, digest, hit=True)
         fetch = self._inflight.get(digest)  # looked up after the last await: one per digest
         if fetch is not None:  # a follower: served from storage once the first fetch committed
             await asyncio.shield(fetch.done)
-            return await self._linked_source(name, digest)
+            return await self._linked_source(name, digest, hit=False)
         fetch = _Fetch(name, digest)
         self._inflight[digest] = fetch
         fetch.task = asyncio.create_task(self._run(fetch))
@@ -178,13 +193,16 @@ class Mirror:
         if size < 0:  # no Content-Length upstream: nothing to announce, served once stored
             fetch.detach()
             await asyncio.shield(fetch.done)
-            return await self._linked_source(name, digest)
+            return await self._linked_source(name, digest, hit=False)
+        self.stats.served("blob", size, hit=False)
         return ColdBlob(BlobInfo(digest, size), fetch)
 
-    async def _linked_source(self, name: str, digest: Digest) -> BlobReader:
+    async def _linked_source(self, name: str, digest: Digest, hit: bool) -> BlobReader:
         if not await self.blobs.is_linked(name, digest):
             await self.blobs.link(name, digest)
-        return await self.blobs.source(name, digest)
+        source = await self.blobs.source(name, digest)
+        self.stats.served("blob", source.info.size, hit)
+        return source
 
     async def _run(self, fetch: _Fetch) -> None:
         """The one upstream request for a cold blob: stored, checked, committed (or nothing)."""
@@ -197,6 +215,7 @@ class Mirror:
                     ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)}
                 ) from None
             except UpstreamError as exc:
+                self.stats.failed()
                 log.warning("blob %s@%s not cached: upstream failed: %s", name, digest, exc)
                 raise refusal(exc) from None
         except BaseException as exc:
@@ -230,6 +249,7 @@ class Mirror:
             if size is not None and status.offset != size:
                 raise ValueError(f"cut transfer: {status.offset} of {size} bytes")
             await self.uploads.finish(fetch.name, upload.upload_id, fetch.digest)
+            self.stats.pulled("blob", status.offset)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.uploads.cancel(fetch.name, upload.upload_id)
@@ -242,6 +262,7 @@ class Mirror:
         except UpstreamMissing:
             raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": name}) from None
         except UpstreamError as exc:
+            self.stats.failed()
             log.warning("tags of %s from the cache: upstream failed: %s", name, exc)
             return await self.tags.all(name)
 
