@@ -127,6 +127,8 @@ def logged_uri(request: web.Request) -> str:
 def go_duration(seconds: float) -> str:
     """Go's `time.Duration.String()`: `850ns`, `1.5µs`, `12.345678ms`, `2.5s`, `1m3s`, `1h0m0s`."""
     ns = max(0, round(seconds * 1e9))
+    if ns == 0:
+        return "0s"
     if ns < 1_000_000_000:
         if ns < 1000:
             return f"{ns}ns"

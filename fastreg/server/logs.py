@@ -14,8 +14,8 @@ reproduced here on Python's `logging`:
 - `logstash`: the logstash formatter Distribution 2.x used (`bshuster-repo/logrus-logstash-hook`):
   the fields plus `@timestamp`, `@version: "1"`, `message` and `level`.
 
-A field that would overwrite a formatter's own key is renamed `fields.<key>`, as logrus and the
-logstash hook do. A field whose value is None is left out (Distribution leaves out what its
+A field that would overwrite a formatter's own key (`time`, `level`) is renamed `fields.<key>`,
+as logrus and the logstash hook do. A field whose value is None is left out (Distribution leaves out what its
 context does not hold). Every line carries the process's `instance.id` (a fresh UUID, as
 Distribution's), `version` (fastreg's) and `log.fields`; fastreg adds `logger` and `pid`.
 

@@ -123,9 +123,13 @@ def _lines(server: ServerProcess, formatter: str) -> list[dict[str, Any]]:
     out = []
     for line in server.output().splitlines():
         try:
-            out.append(parse(line))
+            entry = parse(line)
         except ValueError as exc:
             raise AssertionError(f"a {formatter} log line that does not parse: {line!r}") from exc
+        if formatter == "logstash":  # logstash's names for logrus' time and msg
+            assert entry.pop("@version") == "1" and "time" not in entry and "msg" not in entry
+            entry["time"], entry["msg"] = entry.pop("@timestamp"), entry.pop("message")
+        out.append(entry)
     return out
 
 
@@ -135,7 +139,7 @@ def _completed(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
             and e.get("http.request.useragent") == AGENT]  # fmt: skip
 
 
-@pytest.mark.parametrize("formatter", ["json", "text"])
+@pytest.mark.parametrize("formatter", ["json", "text", "logstash"])
 async def test_every_line_parses_with_distributions_fields(
     fastreg_server: ServerFactory, tmp_path: Path, formatter: str
 ) -> None:
