@@ -7,15 +7,17 @@ when the request arrives (`routes.resolve_route`), as a `Resolved` that every la
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from fastreg.api.sendfile import Sender
+from fastreg.registry.errors import RegistryError
 from fastreg.registry.policy import Caller
 from fastreg.registry.service import Registry
 
@@ -29,6 +31,46 @@ class HTTPSettings:
     headers: tuple[tuple[str, str], ...] = ()
     sendtimeout: float = 60.0  # http.sendtimeout: a download accepting no byte this long is cut
     readtimeout: float = 60.0  # http.readtimeout: a request body idle this long is cut
+    # http.trustedproxies: peers whose X-Forwarded-For / X-Real-IP name the client
+    trustedproxies: TrustedProxies = field(default_factory=lambda: TrustedProxies(()))
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class TrustedProxies:
+    """`http.trustedproxies`: the networks whose peers may say who the client is (nginx's
+    `set_real_ip_from` with `real_ip_recursive on`). Empty (the default): nobody may, and the
+    client is the TCP peer whatever the headers claim."""
+
+    def __init__(self, networks: tuple[IPNetwork, ...]) -> None:
+        self.networks = networks
+        self._seen: dict[str, bool] = {}  # peer address -> trusted; peers are few, proxies fewer
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def trusts(self, address: str) -> bool:
+        known = self._seen.get(address)
+        if known is None:
+            ip = parse_ip(address)
+            known = ip is not None and any(ip in net for net in self.networks)
+            if len(self._seen) > 4096:
+                self._seen.clear()
+            self._seen[address] = known
+        return known
+
+
+def parse_ip(text: str) -> IPAddress | None:
+    """An IP address, an IPv4-mapped IPv6 one as its IPv4 address; None for anything else."""
+    try:
+        ip = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
@@ -81,6 +123,10 @@ RESOLVED: web.RequestKey[Resolved] = web.RequestKey("resolved", Resolved)
 # set by access control: the `actor.name` of events, and who asks (for the registry's mount rule)
 ACTOR: web.RequestKey[str] = web.RequestKey("actor", str)
 CALLER: web.RequestKey[Caller] = web.RequestKey("caller")
+# who sent the request (`client_addr`), found once
+CLIENT_ADDR: web.RequestKey[str] = web.RequestKey("client_addr", str)
+# the error a request was answered with (set by `errors`): the access log's `err.code`
+FAILURE: web.RequestKey[RegistryError] = web.RequestKey("failure", RegistryError)
 
 
 def registry_of(request: web.Request) -> Registry:
@@ -123,3 +169,57 @@ def _claimed(pattern: re.Pattern[str], forwarded: str | None, x_forwarded: str |
         if value and pattern.fullmatch(value):
             return value
     return ""
+
+
+def client_addr(request: web.Request) -> str:
+    """Who sent ``request``: Distribution's `http.request.remoteaddr`, but unspoofable.
+
+    Found once (the access log asks first, when the request arrives: a download sent with
+    sendfile has let go of its transport by the time the line is written) and kept.
+
+    The TCP peer as `host:port` (`[v6]:port`), as Go's `RemoteAddr`. Only when the peer is a
+    trusted proxy (`http.trustedproxies`) do its headers count: `X-Forwarded-For` is walked from
+    the right (the hop nearest us) past every trusted address, and the first untrusted one is
+    the client, so a client cannot pick its address by sending `X-Forwarded-For: 1.2.3.4`
+    through the proxy (which appends the address it saw). A malformed entry ends the walk at
+    the hop that relayed it. Without the header, `X-Real-IP` (one address) counts; if every hop
+    is trusted, the left-most is the client. A forwarded address is written without a port, as
+    in Distribution.
+    """
+    known = request.get(CLIENT_ADDR)
+    if known is None:
+        known = request[CLIENT_ADDR] = _client_addr(request)
+    return known
+
+
+def _client_addr(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if isinstance(peer, (tuple, list)) and len(peer) >= 2:
+        host, port = str(peer[0]), peer[1]
+    else:  # a unix socket, or a connection gone already
+        host, port = request.remote or "", None
+    trusted = request.app[HTTP].trustedproxies
+    if trusted and trusted.trusts(host):
+        forwarded = _forwarded_client(request, trusted)
+        if forwarded:
+            return forwarded
+    if port is None:
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _forwarded_client(request: web.Request, trusted: TrustedProxies) -> str:
+    hops = [hop.strip() for value in request.headers.getall("X-Forwarded-For", ())
+            for hop in value.split(",")]  # fmt: skip
+    client = ""
+    for hop in reversed(hops):
+        ip = parse_ip(hop)
+        if ip is None:
+            break
+        client = str(ip)
+        if not trusted.trusts(client):
+            break
+    if client or hops:
+        return client
+    real = parse_ip(request.headers.get("X-Real-IP", ""))
+    return str(real) if real is not None else ""

@@ -72,7 +72,7 @@ class TokenController:
                 return graced
             except InvalidToken as exc:
                 log.info("token refused", extra={"reason": str(exc),
-                                                 "request_id": request.get(REQUEST_ID)})
+                                                 "http.request.id": request.get(REQUEST_ID)})
                 raise self.challenge(required, "invalid_token") from None
             self.cache.put(raw, claims, claims.expires + self.verifier.leeway)
         # a mount needs pull on `from` too (as in Distribution): without it the client is told
@@ -127,5 +127,5 @@ class TokenController:
             return None
         log.info("expired token admitted for its upload (uploadgrace)",
                  extra={"upload_id": upload_id, "repository": name,
-                        "request_id": request.get(REQUEST_ID)})
+                        "http.request.id": request.get(REQUEST_ID)})
         return Identity(claims.subject, claims.grants)

@@ -40,7 +40,9 @@ log = logging.getLogger("fastreg")
 def _load(path: str | None) -> Config:
     path = path or os.environ.get("REGISTRY_CONFIGURATION_PATH") or None
     config = load_config(path, os.environ)
-    setup_logging(config.log.level, config.log.formatter, config.log.fields)
+    setup_logging(
+        config.log.level, config.log.formatter, config.log.fields, not config.log.accesslog_disabled
+    )
     for warning in config.warnings:
         log.warning(warning)
     return config

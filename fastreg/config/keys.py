@@ -184,6 +184,8 @@ _HTTP = struct(
     headers=HEADERS,
     debug=struct(addr=STR, prometheus=struct(enabled=BOOL, path=STR)),
     http2=unsupported(struct(disabled=BOOL)),
+    # fastreg only: proxies whose X-Forwarded-For / X-Real-IP name the client (CIDRs)
+    trustedproxies=STRLIST,
 )
 
 _ENDPOINT = struct(

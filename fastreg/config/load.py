@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from types import MappingProxyType
 from typing import Any
 
@@ -118,6 +119,8 @@ class HTTPConfig:
     draintimeout_seconds: float = 0
     sendtimeout_seconds: float = 60.0  # fastreg only
     readtimeout_seconds: float = 60.0  # fastreg only
+    # fastreg only: networks whose proxies may name the client (X-Forwarded-For, X-Real-IP)
+    trustedproxies: tuple[IPv4Network | IPv6Network, ...] = ()
     tls: TLSSettings = field(default_factory=TLSSettings)
     debug: DebugSettings = field(default_factory=DebugSettings)
 
@@ -338,6 +341,7 @@ def _http(http: Section) -> HTTPConfig:
         draintimeout_seconds=http.duration("draintimeout", 0.0),
         sendtimeout_seconds=http.positive_duration("sendtimeout", 60.0),
         readtimeout_seconds=http.positive_duration("readtimeout", 60.0),
+        trustedproxies=_networks(http, "trustedproxies"),
         tls=TLSSettings(
             certificate=tls.text("certificate"),
             key=tls.text("key"),
@@ -350,6 +354,19 @@ def _http(http: Section) -> HTTPConfig:
     if config.net == "tcp":
         config.host_port()  # a bad address fails at load time, not at bind time
     return config
+
+
+def _networks(section: Section, key: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """A list of CIDRs (`10.0.0.0/8`, `::1/128`; a bare address is one host)."""
+    networks = []
+    for i, text in enumerate(section.strlist(key)):
+        try:
+            networks.append(ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"{section.key(key)}[{i}]: expected an IP network such as 10.0.0.0/8, got {text!r}"
+            ) from None
+    return tuple(networks)
 
 
 def _freeze_map(value: Any) -> Mapping[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from fastreg.api.context import ACTOR, REQUEST_ID, RESOLVED, Resolved, url_for
+from fastreg.api.context import ACTOR, REQUEST_ID, RESOLVED, Resolved, client_addr, url_for
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import RegistryError
 from fastreg.registry.service import Registry
@@ -187,14 +187,6 @@ class Bridge:
 
 
 def remote_addr(request: web.Request) -> str:
-    """Like Distribution's `context.RemoteAddr`: X-Forwarded-For, X-Real-Ip, then the peer."""
-    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
-    if forwarded:
-        return forwarded
-    real = request.headers.get("X-Real-Ip", "").strip()
-    if real:
-        return real
-    peer = request.transport.get_extra_info("peername") if request.transport else None
-    if isinstance(peer, (tuple, list)) and len(peer) >= 2:
-        return f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
-    return request.remote or ""
+    """Distribution's `context.RemoteAddr`, with the access log's rule for proxy headers: they
+    count only from a trusted proxy (`http.trustedproxies`, `api.context.client_addr`)."""
+    return client_addr(request)

@@ -76,7 +76,7 @@ class Notifier:
                 complete = await self.bridge.complete(draft)
             except Exception as exc:  # noqa: BLE001 - storage hiccup: send what the response said
                 log.warning("could not complete notification event",
-                            extra={"request_id": request.get(REQUEST_ID), "error": str(exc)})
+                            extra={"http.request.id": request.get(REQUEST_ID), "error": str(exc)})
                 complete = draft
             futures += self.broadcaster.put(self.bridge.event(request, complete), durable)
         if futures:

@@ -12,7 +12,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from fastreg.api.context import HTTP, REGISTRY, REQUEST_IDS, SENDER, HTTPSettings, RequestIds
+from fastreg.api.context import (
+    HTTP,
+    REGISTRY,
+    REQUEST_IDS,
+    SENDER,
+    HTTPSettings,
+    RequestIds,
+    TrustedProxies,
+)
 from fastreg.api.middleware import add_headers
 from fastreg.api.routes import setup_routes
 from fastreg.api.sendfile import Sender
@@ -108,6 +116,7 @@ def http_settings(config: Config) -> HTTPSettings:
         host=config.http.host, relativeurls=config.http.relativeurls,
         headers=header_pairs(config.http.headers),
         sendtimeout=config.http.sendtimeout_seconds, readtimeout=config.http.readtimeout_seconds,
+        trustedproxies=TrustedProxies(config.http.trustedproxies),
     )
 
 

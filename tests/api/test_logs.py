@@ -63,17 +63,23 @@ async def test_access_line_fields(make_client: MakeClient, logs: Capture) -> Non
     resp = await client.get("/v2/logs/app/blobs/" + sha256(b"nope"))
     error_body = await resp.read()
     pull, blob, missing = logs.access()
-    assert pull["request_id"] == "req-123"
-    assert pull["repository"] == "logs/app"
+    assert pull["http.request.id"] == "req-123"
+    assert pull["vars.name"] == "logs/app" and pull["vars.reference"] == "v1"
     assert pull["digest"] == digest
-    assert pull["status"] == 200
-    assert pull["bytes_out"] == len(manifest)
-    assert pull["route"] == "manifest" and pull["method"] == "GET"
-    assert isinstance(pull["duration_ms"], float)
-    assert blob["digest"] == sha256(layer)
-    assert blob["bytes_out"] == len(layer)  # sendfile on the filesystem driver, a stream in memory
-    assert missing["status"] == 404 and missing["digest"] == sha256(b"nope")
-    assert missing["bytes_out"] == len(error_body)
+    assert pull["http.response.status"] == 200
+    assert pull["http.response.written"] == len(manifest)
+    assert pull["http.response.contenttype"] == OCI_MANIFEST
+    assert pull["route"] == "manifest" and pull["http.request.method"] == "GET"
+    assert pull["http.request.uri"] == "/v2/logs/app/manifests/v1"
+    assert isinstance(pull["http.response.duration.epoch"], float)
+    assert pull["msg"] == "response completed"
+    assert blob["digest"] == sha256(layer) == blob["vars.digest"]
+    # sendfile on the filesystem driver, a stream in memory
+    assert blob["http.response.written"] == len(layer)
+    assert missing["http.response.status"] == 404 and missing["digest"] == sha256(b"nope")
+    assert missing["http.response.written"] == len(error_body)
+    assert missing["msg"] == "response completed with error"
+    assert missing["err.code"] == "blob unknown"  # as logrus writes errcode.ErrorCode
     assert all(line["service"] == "fastreg" and line["level"] == "info" for line in logs.access())
 
 
@@ -90,8 +96,9 @@ async def test_chunked_upload_counts_bytes_in(make_client: MakeClient, logs: Cap
     resp = await client.put(location(resp), params={"digest": sha256(b"a" * 70_000 + b"b" * 30_000)})
     assert resp.status == 201
     patch, put = logs.access()[-2:]
-    assert patch["bytes_in"] == 100_000 and patch["status"] == 202
-    assert put["digest"] == sha256(b"a" * 70_000 + b"b" * 30_000) and put["bytes_out"] == 0
+    assert patch["bytes_in"] == 100_000 and patch["http.response.status"] == 202
+    assert put["digest"] == sha256(b"a" * 70_000 + b"b" * 30_000)
+    assert put["http.response.written"] == 0
 
 
 async def test_credentials_never_logged(

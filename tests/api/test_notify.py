@@ -109,7 +109,9 @@ def notify_config(tmp_path: Path, *endpoints: dict[str, Any]) -> dict[str, Any]:
 async def test_envelope_of_push_and_pull(
     make_client: MakeClient, listener: Listener, tmp_path: Path
 ) -> None:
-    client = await make_client(notifications=notify_config(tmp_path, endpoint(listener.url())))
+    # the test client's peer is 127.0.0.1: trusted, its X-Forwarded-For names the client
+    client = await make_client(notifications=notify_config(tmp_path, endpoint(listener.url())),
+                               http__trustedproxies=["127.0.0.1/32"])  # fmt: skip
     layer = b"layer-bytes" * 100
     digest, manifest = await push_image(client, "team/app", "v1", [layer])
     head = await client.head("/v2/team/app/manifests/v1", headers={"Accept": OCI_MANIFEST})

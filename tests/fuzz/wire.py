@@ -221,4 +221,4 @@ def check_log(req: Request | str, lines: Iterable[str]) -> None:
         except ValueError:
             raise AssertionError(f"a log line that is not JSON after {req}: {line[:3000]}") from None
         level = entry.get("level") if isinstance(entry, dict) else None
-        assert level not in ("error", "critical"), f"error logged after {req}: {line[:3000]}"
+        assert level not in ("error", "fatal"), f"error logged after {req}: {line[:3000]}"

@@ -192,7 +192,7 @@ def test_workers_share_a_port_and_a_chunked_upload_spans_them(tmp_path: Path) ->
         assert resp.status == 201, resp.read_body  # type: ignore[attr-defined]
         resp = request(server, "GET", f"/v2/workers/blobs/{digest}")
         assert resp.read_body == data  # type: ignore[attr-defined]
-        patched = {entry["pid"] for entry in _log_entries(server) if entry.get("method") == "PATCH"}
+        patched = {entry["pid"] for entry in _log_entries(server) if entry.get("http.request.method") == "PATCH"}
         assert len(_listening_pids(server)) == 2
         assert len(patched) == 2, "the PATCHes should have reached both workers"
     finally:

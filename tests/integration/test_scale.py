@@ -245,7 +245,7 @@ def test_chunked_upload_spread_over_backends(scale: Scale) -> None:
     for backend in scale.backends:
         lines = [json.loads(line) for line in scale.backend_log(backend).splitlines()
                  if upload_id in line and '"PATCH"' in line]  # fmt: skip
-        assert lines and {line["status"] for line in lines} == {202}, backend
+        assert lines and {line["http.response.status"] for line in lines} == {202}, backend
 
     final = call(scale.url, "PUT", with_query(location, digest=digest(data)), last,
                  Content_Type="application/octet-stream")  # fmt: skip

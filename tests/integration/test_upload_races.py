@@ -100,7 +100,7 @@ def test_a_put_racing_a_held_patch_never_commits_bytes_of_another_digest(tmp_pat
                 answers.append((0, "no answer"))  # waits behind the held PATCH
             finally:
                 conn.close()
-            pids = {e["pid"] for e in _log_entries(server) if e.get("method") == "PUT"}
+            pids = {e["pid"] for e in _log_entries(server) if e.get("http.request.method") == "PUT"}
             if len(pids) == 2 or answers[-1][0] == 201:
                 break
         _send_rest(held, second[len(second) // 2 :])
