@@ -18,7 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .cdn import CDN, running
 from .conftest import REPO_ROOT, registry_config
-from .images import layout_blob_digests, make_oci_image, oci_ref_digest, read_blob
+from .images import (
+    assert_same_image,
+    make_oci_image,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -40,10 +43,7 @@ def push_and_pull(skopeo, server, tmp_path: Path) -> list[str]:  # type: ignore[
     skopeo("copy", "--preserve-digests", f"oci:{src}:latest", ref)
     dst = tmp_path / "back"
     skopeo("copy", "--preserve-digests", ref, f"oci:{dst}:latest")
-    assert oci_ref_digest(dst, "latest") == img.manifest_digest
-    assert layout_blob_digests(dst) == {img.manifest_digest, *img.blob_digests}
-    for d in img.blob_digests:
-        assert read_blob(dst, d) == read_blob(src, d)
+    assert_same_image(dst, src, img)
     return sorted(img.blob_digests)
 
 
