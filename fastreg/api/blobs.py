@@ -1,8 +1,9 @@
 """Blob endpoints: `GET/HEAD/DELETE /v2/<name>/blobs/<digest>` (end-2, end-10).
 
 Pulls go out with `sendfile` when the driver has the bytes on local disk (and the connection is
-not TLS, whose bytes must go through the transport), as a redirect when it has a presigned URL
-(unless `storage.redirect.disable`), else as a proxied stream. `Range` is honoured. Either way a
+not TLS, whose bytes must go through the transport), as a redirect when a storage middleware
+(`middleware.storage`: `redirect`, `cloudfront`) or the driver has a URL for it (unless
+`storage.redirect.disable`; `Registry.redirect_url` decides), else as a proxied stream. `Range` is honoured. Either way a
 client that accepts no byte for `http.sendtimeout` has its connection closed (`api/sendfile.py`).
 """
 

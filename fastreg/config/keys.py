@@ -237,6 +237,9 @@ _VALIDATION = struct(
     manifests=struct(urls=struct(allow=STRLIST, deny=STRLIST)),
 )
 
+# `name`, `disabled`, `options` (fastreg.registry.redirects checks the options of each name)
+_MIDDLEWARE = listof(struct(name=STR, disabled=BOOL, options=PARAMETERS))
+
 #: The whole of Distribution 2.8's ``Configuration`` struct.
 ROOT = struct(
     version=STR,
@@ -244,7 +247,7 @@ ROOT = struct(
     loglevel=STR,  # deprecated alias of log.level; fastreg honours it
     storage=_STORAGE,
     auth=_AUTH,
-    middleware=unsupported(mapof(ANY)),
+    middleware=struct(registry=_MIDDLEWARE, repository=_MIDDLEWARE, storage=_MIDDLEWARE),
     reporting=unsupported(_REPORTING),
     http=_HTTP,
     notifications=_NOTIFICATIONS,
@@ -264,7 +267,7 @@ ROOT = struct(
     compatibility=struct(
         schema1=struct(enabled=BOOL, signingkeyfile=unsupported(_env(STR, "TrustKey")))
     ),
-    validation=unsupported(_VALIDATION),
+    validation=_VALIDATION,
     policy=unsupported(struct(repository=struct(classes=STRLIST))),
 )
 

@@ -5,7 +5,7 @@ This module owns the pipeline: YAML parsing, the environment override rules, the
 the key table (``fastreg.config.keys``: type errors naming the dotted key, warnings about unknown
 and not-yet-supported keys), and the assembly of ``Config`` from each feature's own
 ``parse(section) -> Settings`` (auth, notifications, redis, health and the debug server, upload
-purging, online GC, the storage driver's parameters). Every value error is therefore found here,
+purging, online GC, the storage driver's parameters, `validation`, `middleware`). Every value error is therefore found here,
 before anything starts; consumers take the typed settings and never read a raw mapping.
 
 Environment overrides follow Distribution: variables are applied in lexical order of their
@@ -46,7 +46,7 @@ from fastreg.config.convert import (
 )
 from fastreg.config.keys import ROOT, STORAGE_SECTIONS, apply_env, check
 from fastreg.notify.config import NotifyConfig, parse_notifications
-from fastreg.registry import purge
+from fastreg.registry import purge, redirects, validation
 from fastreg.registry.cache.redis import RedisSettings
 from fastreg.registry.cache.redis import parse as parse_redis
 from fastreg.registry.gc import settings as gc
@@ -54,6 +54,8 @@ from fastreg.registry.gc.settings import OnlineGCSettings
 from fastreg.registry.proxy import settings as proxy
 from fastreg.registry.proxy.settings import ProxySettings
 from fastreg.registry.purge import PurgeSettings
+from fastreg.registry.redirects import Redirector
+from fastreg.registry.validation import ManifestURLs
 from fastreg.server.health_settings import DebugSettings, HealthSettings, parse_debug, parse_health
 from fastreg.storage.filesystem import FilesystemParams
 
@@ -150,6 +152,8 @@ class Config:
     redis: RedisSettings = field(default_factory=RedisSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
+    validation: ManifestURLs = field(default_factory=ManifestURLs)
+    redirector: Redirector | None = None  # `middleware.storage`
     warnings: tuple[str, ...] = ()
 
 
@@ -222,6 +226,8 @@ def _build(doc: dict[str, Any], environ: Mapping[str, str], defaults_only: bool)
         redis=redis,
         health=parse_health(doc.get("health")),
         proxy=mirror,
+        validation=validation.parse(doc.get("validation")),
+        redirector=redirects.parse(doc.get("middleware")),
         warnings=tuple(warnings),
     )
 

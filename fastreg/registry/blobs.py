@@ -14,6 +14,7 @@ from typing import Protocol
 from fastreg.registry import layout
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
+from fastreg.registry.redirects import Redirector
 from fastreg.storage.base import PathNotFound, StorageDriver
 
 LINK_LIMIT = 1024
@@ -38,7 +39,10 @@ class BlobSource:
     def stream(self, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         return self.driver.reader(self.path, offset, length)
 
-    async def redirect_url(self, method: str) -> str | None:
+    async def redirect_url(self, method: str, via: Redirector | None = None) -> str | None:
+        """The storage middleware's URL (``via``), else the driver's presigned one, if any."""
+        if via is not None:
+            return via.url(self.driver, self.path)
         return await self.driver.url_for(self.path, method)
 
     def release(self) -> None:
@@ -56,7 +60,7 @@ class BlobReader(Protocol):
 
     def stream(self, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]: ...
 
-    async def redirect_url(self, method: str) -> str | None: ...
+    async def redirect_url(self, method: str, via: Redirector | None = None) -> str | None: ...
 
     def release(self) -> None: ...
 

@@ -110,6 +110,8 @@ class Manifest:
     annotations: Mapping[str, str]
     config: Descriptor | None
     foreign_layers: tuple[Descriptor, ...] = ()  # layers with URLs that need not exist here
+    # layers whose URLs `validation` rules on (foreign ones and OCI layers with URLs)
+    url_layers: tuple[Descriptor, ...] = ()
 
     def is_index(self) -> bool:
         return self.media_type in INDEX_MEDIA_TYPES
@@ -272,19 +274,24 @@ def _check_urls(layer: Descriptor, field: str) -> None:
             raise _invalid(f"{field}: invalid URL on layer: {url!r}")
 
 
-def _is_foreign(media_type: str, layer: Descriptor, field: str) -> bool:
-    """Distribution's rule for layers that are fetched from their URLs, not this registry."""
+def _url_layer(media_type: str, layer: Descriptor, field: str) -> bool:
+    """Whether Distribution checks this layer's URLs (then valid here: http or https, no
+    fragment); a Docker foreign layer must have some."""
     if media_type == DOCKER_MANIFEST:
         if layer.media_type != DOCKER_FOREIGN_LAYER:
             return False
         if not layer.urls:
             raise _invalid(f"{field}: missing URL on layer")
-        _check_urls(layer, field)
-        return True
-    if layer.media_type not in _OCI_URL_LAYERS:
+    elif layer.media_type not in _OCI_URL_LAYERS:
         return False
     _check_urls(layer, field)
-    return bool(layer.urls) and layer.media_type in _NONDISTRIBUTABLE
+    return bool(layer.urls)
+
+
+def _is_foreign(media_type: str, layer: Descriptor) -> bool:
+    """Distribution's rule for layers that are fetched from their URLs, not this registry (asked
+    of the layers `_url_layer` accepts)."""
+    return media_type == DOCKER_MANIFEST or layer.media_type in _NONDISTRIBUTABLE
 
 
 def _oci_extras(
@@ -310,7 +317,8 @@ def _image_manifest(
         raise _invalid("config: missing")
     config = parse_descriptor(body["config"], "config")
     layers = _descriptor_list(body, "layers")
-    foreign = [_is_foreign(media_type, layer, f"layers[{i}]") for i, layer in enumerate(layers)]
+    with_urls = [_url_layer(media_type, layer, f"layers[{i}]") for i, layer in enumerate(layers)]
+    foreign = [u and _is_foreign(media_type, layer) for layer, u in zip(layers, with_urls)]
     subject, artifact_type, annotations = _oci_extras(media_type, body)
     return Manifest(
         media_type=media_type,
@@ -323,6 +331,7 @@ def _image_manifest(
         annotations=annotations,
         config=config,
         foreign_layers=tuple(layer for layer, f in zip(layers, foreign) if f),
+        url_layers=tuple(layer for layer, u in zip(layers, with_urls) if u),
     )
 
 

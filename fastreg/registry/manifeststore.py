@@ -21,6 +21,7 @@ from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.manifests import MAX_MANIFEST_SIZE, Descriptor, Manifest, parse_manifest
 from fastreg.registry.quietly import delete_quietly, list_quietly, stored
 from fastreg.registry.tags import TagStore
+from fastreg.registry.validation import ManifestURLs
 from fastreg.storage.base import StorageDriver
 
 
@@ -40,8 +41,10 @@ class ManifestStore:
         catalog: Catalog | None = None,
         schema1_enabled: bool = False,
         cache_size: int = 4096,
+        manifest_urls: ManifestURLs | None = None,
     ) -> None:
         self.driver = driver
+        self.manifest_urls = manifest_urls or ManifestURLs()
         self.blobs = blobs
         self.tags = tags
         self.catalog = catalog or Catalog(driver)
@@ -106,7 +109,8 @@ class ManifestStore:
         verify_references: bool = True,
     ) -> PutResult:
         """Store a manifest. ``verify_references=False`` for a mirror: its blobs are fetched
-        from the upstream when pulled, after the manifest that names them."""
+        from the upstream when pulled, after the manifest that names them, and its layer URLs
+        are the upstream's (Distribution's proxy skips both checks)."""
         algorithm = reference.algorithm if isinstance(reference, Digest) else "sha256"
         manifest = parse_manifest(
             content_type, raw, schema1_enabled=self.schema1_enabled, digest_algorithm=algorithm
@@ -117,6 +121,7 @@ class ManifestStore:
                 detail={"expected": str(reference), "actual": str(manifest.digest)},
             )
         if verify_references:
+            self.manifest_urls.check(manifest)
             await self._verify_references(name, manifest)
         await self.blobs.put(manifest.digest, raw)
         content = layout.link_content(manifest.digest)

@@ -1,5 +1,5 @@
 """What the registry allows: writes in read-only mode or as a mirror, deletes, redirects and
-blob mounts.
+blob mounts (and, with the rules in `validation.py`, the layer URLs a manifest may carry).
 
 Decided here, once, for every way a request comes in; the HTTP layer only asks (a handler never
 reads a setting to refuse something itself). Access control is not decided here: it says who
@@ -8,11 +8,13 @@ the caller is and what they may pull (`Caller`), and the mount rule below uses t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.names import is_valid_name
+from fastreg.registry.redirects import Redirector
+from fastreg.registry.validation import ManifestURLs
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,10 @@ class RegistrySettings:
     automount: bool = True
     # a pull-through cache (`proxy.remoteurl`): its content is the upstream's, never a client's
     mirror: bool = False
+    # `validation`: which layer URLs a pushed manifest may carry (registry/validation.py)
+    manifest_urls: ManifestURLs = field(default_factory=ManifestURLs)
+    # `middleware.storage`: where pulls are redirected instead of the driver's presigned URL
+    redirector: Redirector | None = None
 
 
 class Caller(Protocol):

@@ -50,7 +50,8 @@ class Registry:
         shared = lease_redis is None or id(lease_redis) == id(cache)
         self._lease_redis = None if shared else lease_redis
         self.manifests = ManifestStore(
-            driver, self.blobs, self.tags, self.catalog, schema1_enabled=settings.schema1_enabled
+            driver, self.blobs, self.tags, self.catalog, schema1_enabled=settings.schema1_enabled,
+            manifest_urls=settings.manifest_urls,
         )
         self.mirror = (
             None if upstream is None
@@ -108,11 +109,11 @@ class Registry:
         return await self.blobs.mount(name, digest, source or None)
 
     async def redirect_url(self, source: BlobReader, method: str) -> str | None:
-        """Where to send a pull instead of serving it, when redirects are on and the driver
-        has a presigned URL."""
+        """Where to send a pull instead of serving it, when redirects are on: the storage
+        middleware's URL (`middleware.storage`), else the driver's presigned one, if any."""
         if not self.policy.redirects:
             return None
-        return await source.redirect_url(method)
+        return await source.redirect_url(method, self.settings.redirector)
 
     async def repositories(self) -> list[str]:
         return await self.catalog.all()

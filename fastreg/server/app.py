@@ -77,6 +77,8 @@ def registry_settings(config: Config) -> RegistrySettings:
         redirect_disable=config.storage.redirect_disable,
         automount=not config.auth,
         mirror=config.proxy.default is not None,
+        manifest_urls=config.validation,
+        redirector=config.redirector,
     )
 
 

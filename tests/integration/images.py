@@ -424,3 +424,11 @@ def dir_transport_blob_digests(path: str | os.PathLike[str]) -> set[str]:
             raise AssertionError(f"blob {p} is corrupt: named {d}, content is {actual}")
         out.add(d)
     return out
+
+
+def assert_same_image(copy: str | os.PathLike[str], src: str | os.PathLike[str], img: ImageInfo) -> None:
+    """The OCI layout ``copy`` holds ``img`` (made in ``src``) as `latest`, byte for byte."""
+    assert oci_ref_digest(copy, "latest") == img.manifest_digest
+    assert layout_blob_digests(copy) == {img.manifest_digest, *img.blob_digests}
+    for d in img.blob_digests:
+        assert read_blob(copy, d) == read_blob(src, d)

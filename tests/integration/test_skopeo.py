@@ -24,6 +24,7 @@ from .images import (
     MT_OCI_INDEX,
     MT_OCI_LAYER_TAR,
     MT_OCI_MANIFEST,
+    assert_same_image,
     digest_of,
     dir_transport_blob_digests,
     dir_transport_manifest,
@@ -63,10 +64,7 @@ def test_copy_three_layer_oci_image_round_trip(registry, skopeo, tmp_path: Path)
 
     dst = tmp_path / "back"
     skopeo("copy", "--preserve-digests", ref, f"oci:{dst}:latest")
-    assert oci_ref_digest(dst, "latest") == img.manifest_digest
-    assert layout_blob_digests(dst) == {img.manifest_digest, *img.blob_digests}
-    for d in img.blob_digests:
-        assert read_blob(dst, d) == read_blob(src, d)
+    assert_same_image(dst, src, img)
 
 
 def test_copy_multi_arch_index_all(registry, skopeo, tmp_path: Path) -> None:

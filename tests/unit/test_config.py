@@ -416,15 +416,10 @@ http:
   tls:
     letsencrypt:
       email: a@example.com
-middleware:
-  registry:
-    - name: x
 reporting:
   bugsnag: {apikey: k}
 proxy:
   remoteurl: https://registry-1.docker.io
-validation:
-  disabled: true
 policy:
   repository:
     classes: [image]
@@ -440,9 +435,7 @@ compatibility:
         "storage.tag",
         "http.http2",
         "http.tls.letsencrypt",
-        "middleware",
         "reporting",
-        "validation",
         "policy",
         "catalog",
         "compatibility.schema1.signingkeyfile",

@@ -41,6 +41,7 @@ from fastreg.registry.proxy.upstream import (
     UpstreamMissing,
     UpstreamThrottled,
 )
+from fastreg.registry.redirects import Redirector
 from fastreg.registry.uploads import UploadService, batched
 
 log = logging.getLogger("fastreg.proxy")
@@ -374,8 +375,8 @@ class ColdBlob:
         finally:
             self.release()
 
-    async def redirect_url(self, method: str) -> str | None:
-        return None
+    async def redirect_url(self, method: str, via: Redirector | None = None) -> str | None:
+        return None  # not stored yet: nothing a redirect could point at
 
     def release(self) -> None:
         self.fetch.detach()
