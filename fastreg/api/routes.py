@@ -131,7 +131,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         resolved.repository = validate_name(params["name"])
         # the name in storage, and its upstream on a mirror (containerd's mirrors send `ns`)
         repository = registry.route(resolved.repository, request.query.get("ns"))
-        params = {**params, "name": validate_name(repository.local)}
+        if repository.local != resolved.repository:  # prefixed: within 255 characters still?
+            params = {**params, "name": validate_name(repository.local)}
     if request.method in WRITES:
         registry.policy.check_writable(repository)
     resolved.accepted = True

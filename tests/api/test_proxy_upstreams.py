@@ -14,7 +14,7 @@ import pytest
 from fastreg.api.context import REGISTRY
 from fastreg.registry.digests import Digest
 from tests.api.conftest import Client, MakeClient
-from tests.api.fakeupstream import FakeUpstream, sha256
+from tests.api.fakeupstream import FakeUpstream, running, sha256
 from tests.api.helpers import OCI_MANIFEST, expect_error, push_blob, push_image
 
 ACCEPT = {"Accept": OCI_MANIFEST}
@@ -22,20 +22,14 @@ ACCEPT = {"Accept": OCI_MANIFEST}
 
 @pytest.fixture
 async def hub() -> AsyncIterator[FakeUpstream]:
-    fake = await FakeUpstream().start()
-    try:
+    async with running() as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture
 async def ghcr() -> AsyncIterator[FakeUpstream]:
-    fake = await FakeUpstream(auth="bearer").start()
-    try:
+    async with running(auth="bearer") as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 def upstreams(hub: FakeUpstream, ghcr: FakeUpstream, **extra: Any) -> list[dict[str, Any]]:
