@@ -138,18 +138,26 @@ async def test_a_default_upstream_beside_namespaces(
     await expect_error(await mirror.post("/v2/team/app/blobs/uploads/"), 405, "UNSUPPORTED")
 
 
+@pytest.mark.parametrize("form", ["upstreams", "remoteurl"])
 async def test_unused_content_expires_and_is_fetched_again(
-    make_client: MakeClient, hub: FakeUpstream, ghcr: FakeUpstream
+    make_client: MakeClient, hub: FakeUpstream, ghcr: FakeUpstream, form: str
 ) -> None:
     """ttl 1s: the sweep runs every second, removes the manifest, the collection after it the
-    blobs (delay 0s); a local image beside it stays; the next pull fetches everything again."""
-    mirror = await make_client(proxy__upstreams=upstreams(hub, ghcr, ttl="1s"),
-                               storage__maintenance__gc__delay="0s")  # fmt: skip
+    blobs (delay 0s); a local image beside it stays; the next pull fetches everything again.
+    Distribution's form (`proxy.remoteurl`, `proxy.ttl`) expires the same way."""
+    if form == "remoteurl":
+        mirror = await make_client(proxy__remoteurl=hub.url, proxy__ttl="1s",
+                                   storage__maintenance__gc__delay="0s")  # fmt: skip
+        name = "library/alpine"
+    else:
+        mirror = await make_client(proxy__upstreams=upstreams(hub, ghcr, ttl="1s"),
+                                   storage__maintenance__gc__delay="0s")  # fmt: skip
+        name = "docker.io/library/alpine"
+        local, _ = await push_image(mirror, "team/app", "v1", [b"local layer"])
     registry = mirror.app[REGISTRY]
-    local, _ = await push_image(mirror, "team/app", "v1", [b"local layer"])
     digest, _ = hub.push("library/alpine", "3", [b"cached for a second"])
-    await pull(mirror, "alpine", "3", ns="docker.io")
-    name, layer = "docker.io/library/alpine", Digest.parse(sha256(b"cached for a second"))
+    await pull(mirror, "library/alpine", "3", ns="docker.io")
+    layer = Digest.parse(sha256(b"cached for a second"))
     assert await registry.blobs.exists(layer)
     for _ in range(100):
         if not await registry.blobs.exists(layer):
@@ -157,13 +165,14 @@ async def test_unused_content_expires_and_is_fetched_again(
         await asyncio.sleep(0.1)
     assert not await registry.manifests.exists(name, Digest.parse(digest))
     assert not await registry.blobs.exists(layer)
-    assert await registry.manifests.exists("team/app", Digest.parse(local))  # local: kept
     assert hub.gets("manifests") == 1 and hub.gets("blobs") == 2
-    got, blobs = await pull(mirror, "docker.io/alpine", "3")
+    got, blobs = await pull(mirror, name, "3")
     assert got == digest and b"cached for a second" in blobs.values()
     assert hub.gets("manifests") == 2 and hub.gets("blobs") == 4
-    _, local_blobs = await pull(mirror, "team/app", "v1")
-    assert b"local layer" in local_blobs.values()
+    if form == "upstreams":  # a local image beside the mirrored ones is kept
+        assert await registry.manifests.exists("team/app", Digest.parse(local))
+        _, local_blobs = await pull(mirror, "team/app", "v1")
+        assert b"local layer" in local_blobs.values()
 
 
 async def test_content_in_use_does_not_expire(

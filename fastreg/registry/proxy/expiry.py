@@ -18,7 +18,8 @@ LRU of `TOUCHED_SIZE` entries; a manifest without a marker (cached before, or by
 counts from when it was cached (its revision link's time).
 
 The sweep (`Expiry.sweep`, run by the server's maintenance loop every `interval`: a tenth of the
-shortest ttl, between 1 s and an hour) lists the repositories of upstreams whose ttl is not 0 and
+shortest ttl, between 1 s and an hour) lists the repositories of upstreams whose ttl is not 0
+(only under their namespaces' prefixes unless the default upstream expires too) and
 deletes each manifest unused for longer than that ttl (`ManifestStore.delete`: its tags and
 revision go, as with a client's DELETE), then the markers left without a manifest. Blobs are then
 reclaimed by an online garbage collection (`fastreg.registry.gc`, whose protocol stays safe under
@@ -44,7 +45,7 @@ from fastreg.registry.digests import Digest
 from fastreg.registry.errors import RegistryError
 from fastreg.registry.gc.scan import digests_under, revisions_of
 from fastreg.registry.manifeststore import ManifestStore
-from fastreg.registry.proxy.routing import Router
+from fastreg.registry.proxy.routing import Router, storage_prefix
 from fastreg.registry.quietly import delete_quietly
 from fastreg.storage.base import PathNotFound, StorageDriver, StorageError
 
@@ -115,7 +116,7 @@ class Expiry:
         if now is None:
             return None
         report = SweepReport()
-        for name in await list_repositories(self.driver):
+        for name in await self._repositories():
             upstream = self.router.route(name).upstream
             if upstream is None or upstream.ttl <= 0:
                 continue
@@ -147,6 +148,18 @@ class Expiry:
             if last is not None and last < cutoff:  # younger: a pull may be fetching it again
                 await delete_quietly(self.driver, marker(name, d))
                 report.markers += 1
+
+    async def _repositories(self) -> list[str]:
+        """Those that may expire: all with a default upstream that expires, else only the
+        namespaces' (a large local catalog beside them is not walked)."""
+        default = self.router.default
+        if default is not None and default.ttl > 0:
+            return await list_repositories(self.driver)
+        names: list[str] = []
+        for upstream in self.router.upstreams:
+            if upstream.ttl > 0:
+                names += await list_repositories(self.driver, storage_prefix(upstream.namespace))
+        return names
 
     async def _modtime(self, path: str) -> float | None:
         try:
