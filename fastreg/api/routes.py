@@ -5,7 +5,9 @@ Distribution's router) by one table, once per request: `resolve_route`, the firs
 pipeline (`fastreg.server.pipeline`), puts the match on the request (`RESOLVED`) for metrics,
 access control and `dispatch` to read. `dispatch` checks the name against the spec grammar
 before a handler runs: a malformed name is 400 NAME_INVALID with the error body, never a path
-on disk.
+on disk. It then hands the handler the name as stored (`Registry.route`: on a mirror of many
+upstreams, `library/alpine?ns=docker.io` is `docker.io/library/alpine`); access control, metrics
+and events keep the name the client asked for (`Resolved`).
 """
 
 from __future__ import annotations
@@ -123,10 +125,16 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             f"{request.method} is not supported on {route.name}",
             headers={"Allow": ", ".join(route.methods)},
         )
+    registry = registry_of(request)
+    repository = None
     if "name" in params:
         resolved.repository = validate_name(params["name"])
+        # the name in storage, and its upstream on a mirror (containerd's mirrors send `ns`)
+        repository = registry.route(resolved.repository, request.query.get("ns"))
+        if repository.local != resolved.repository:  # prefixed: within 255 characters still?
+            params = {**params, "name": validate_name(repository.local)}
     if request.method in WRITES:
-        registry_of(request).policy.check_writable()
+        registry.policy.check_writable(repository)
     resolved.accepted = True
     return await handler(request, params)
 

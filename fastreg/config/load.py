@@ -211,8 +211,6 @@ def _build(doc: dict[str, Any], environ: Mapping[str, str], defaults_only: bool)
     redis = parse_redis(doc.get("redis"))
     storage = _storage(root.section("storage"), redis, warnings)
     mirror = proxy.parse(doc.get("proxy"))
-    if mirror.upstreams:  # checked, so a config written for later fails now, but not routed
-        warnings.append("configuration key 'proxy.upstreams' is not supported yet")
     return Config(
         version=version,
         log=_log(root, warnings),

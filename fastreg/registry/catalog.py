@@ -22,9 +22,10 @@ from fastreg.storage.base import PathNotFound, StorageDriver
 CATALOG_KEY = "_catalog"
 
 
-async def list_repositories(driver: StorageDriver) -> list[str]:
+async def list_repositories(driver: StorageDriver, under: str = "") -> list[str]:
+    """Every repository (``under``: only those named ``under/...``, or ``under`` itself)."""
     found: list[str] = []
-    pending = [""]
+    pending = [under]
     while pending:
         prefix = pending.pop()
         base = layout.REPOSITORIES + ("/" + prefix if prefix else "")

@@ -1,5 +1,5 @@
-"""What the registry allows: writes in read-only mode or as a mirror, deletes, redirects and
-blob mounts (and, with the rules in `validation.py`, the layer URLs a manifest may carry).
+"""What the registry allows: writes in read-only mode or to a mirrored name, deletes,
+redirects and blob mounts (and, with the rules in `validation.py`, the layer URLs a manifest may carry).
 
 Decided here, once, for every way a request comes in; the HTTP layer only asks (a handler never
 reads a setting to refuse something itself). Access control is not decided here: it says who
@@ -13,6 +13,7 @@ from typing import Protocol
 
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.names import is_valid_name
+from fastreg.registry.proxy.routing import Route
 from fastreg.registry.redirects import Redirector
 from fastreg.registry.validation import ManifestURLs
 
@@ -26,8 +27,6 @@ class RegistrySettings:
     # Mounting a blob without `from` (OCI 1.1 "automatic content discovery") would let a caller link
     # any blob whose digest it knows; it is on only when no access control is configured.
     automount: bool = True
-    # a pull-through cache (`proxy.remoteurl`): its content is the upstream's, never a client's
-    mirror: bool = False
     # `validation`: which layer URLs a pushed manifest may carry (registry/validation.py)
     manifest_urls: ManifestURLs = field(default_factory=ManifestURLs)
     # `middleware.storage`: where pulls are redirected instead of the driver's presigned URL
@@ -44,12 +43,16 @@ class Caller(Protocol):
 class Policy:
     settings: RegistrySettings
 
-    def check_writable(self) -> None:
-        """Refuse any change to the registry in read-only mode or as a mirror (UNSUPPORTED
-        with the OCI body, as Distribution: a mirror's pushes, deletes and upload starts)."""
-        if self.settings.mirror:
+    def check_writable(self, route: Route | None = None) -> None:
+        """Refuse any change to a mirrored repository (``route``: `proxy/routing.py`'s answer
+        for the name) or, in read-only mode, to the registry (UNSUPPORTED with the OCI body, as
+        Distribution answers a mirror's pushes, deletes and upload starts). A local repository
+        beside mirrored namespaces is as writable as on any registry."""
+        if route is not None and route.upstream is not None:
+            where = route.upstream.namespace or "its upstream"
             raise RegistryError(
-                ErrorCode.UNSUPPORTED, "the registry is a pull-through cache: it is read-only"
+                ErrorCode.UNSUPPORTED,
+                f"{route.local} is a pull-through cache of {where}: it is read-only",
             )
         if self.settings.readonly:
             raise RegistryError(ErrorCode.UNSUPPORTED, "the registry is in read-only mode")

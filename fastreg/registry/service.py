@@ -4,6 +4,11 @@ The operations a setting may refuse (deletes, mounts, redirects) go through here
 `policy.Policy` decides them whichever handler asks; so do the pulls a mirror answers
 differently (`proxy/mirror.py`: manifests, blobs, tags lists); the other operations are the
 stores'.
+
+A pull-through cache has one `Mirror` (and one upstream client: its auth, its tokens) per
+upstream, the default one (`proxy.remoteurl`) and one per `proxy.upstreams` namespace; which one
+answers a name is `proxy/routing.py`'s rule. The API turns the name a client asked for (and
+containerd's `ns`) into the stored name once, with `route`; every method here takes stored names.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from fastreg.registry.manifests import Manifest
 from fastreg.registry.manifeststore import ManifestStore
 from fastreg.registry.names import lookup_reference
 from fastreg.registry.policy import Caller, Policy, RegistrySettings
+from fastreg.registry.proxy.expiry import Expiry
 from fastreg.registry.proxy.mirror import Mirror, Resolved
-from fastreg.registry.proxy.settings import Upstream
+from fastreg.registry.proxy.routing import Route, Router
+from fastreg.registry.proxy.settings import ProxySettings
 from fastreg.registry.proxy.upstream import UpstreamClient
 from fastreg.registry.tags import TagListCache, TagStore
 from fastreg.registry.uploads import UploadService
@@ -35,9 +42,9 @@ class Registry:
         cache: DescriptorCache | None = None,
         tag_cache: TagListCache | None = None,
         lease_redis: RedisCommands | None = None,
-        upstream: Upstream | None = None,
+        proxy: ProxySettings | None = None,
     ) -> None:
-        """``upstream``: the registry is a pull-through cache of it (`proxy.remoteurl`)."""
+        """``proxy``: the upstreams the registry is a pull-through cache of (`proxy`)."""
         self.driver = driver
         self.settings = settings
         self.policy = Policy(settings)
@@ -53,34 +60,58 @@ class Registry:
             driver, self.blobs, self.tags, self.catalog, schema1_enabled=settings.schema1_enabled,
             manifest_urls=settings.manifest_urls,
         )
-        self.mirror = (
-            None if upstream is None
-            else Mirror(UpstreamClient(upstream), self.manifests, self.uploads)
-        )  # fmt: skip
+        self.router = Router(proxy or ProxySettings())
+        self.mirrors: dict[str, Mirror] = {  # by namespace; "" is the default upstream
+            u.namespace: Mirror(
+                UpstreamClient(u, remote=self.router.remote_name), self.manifests, self.uploads
+            )
+            for u in (self.router.default, *self.router.upstreams)
+            if u is not None
+        }
+        self.expiry = Expiry(driver, self.manifests, self.router)
+
+    @property
+    def mirror(self) -> Mirror | None:
+        """The default upstream's mirror (Distribution's only one), if configured."""
+        return self.mirrors.get("")
+
+    def route(self, name: str, ns: str | None = None) -> Route:
+        """Where a name a client asked for is stored, and which upstream (if any) has it."""
+        return self.router.route(name, ns)
+
+    def _mirror_of(self, name: str) -> Mirror | None:
+        upstream = self.router.route(name).upstream
+        return None if upstream is None else self.mirrors[upstream.namespace]
 
     async def resolve_manifest(self, name: str, reference: str | Digest) -> Resolved:
         """The digest a manifest reference names (on a mirror: checked against the upstream)."""
-        if self.mirror is not None:
-            return await self.mirror.resolve(name, reference)
-        return Resolved(await self.manifests.resolve(name, reference))
+        mirror = self._mirror_of(name)
+        if mirror is None:
+            return Resolved(await self.manifests.resolve(name, reference))
+        resolved = await mirror.resolve(name, reference)
+        await self.expiry.used(name, resolved.digest, mirror.client.upstream.ttl)
+        return resolved
 
     async def manifest(self, name: str, reference: str | Digest) -> Manifest:
         return await self.manifests.load_resolved((await self.resolve_manifest(name, reference)).digest)
 
     async def blob_info(self, name: str, digest: Digest) -> BlobInfo:
-        if self.mirror is not None:
-            return await self.mirror.blob_info(name, digest)
+        mirror = self._mirror_of(name)
+        if mirror is not None:
+            return await mirror.blob_info(name, digest)
         return await self.blobs.stat_in(name, digest)
 
     async def blob_source(self, name: str, digest: Digest) -> BlobReader:
         """Where a pull reads a blob; the caller `release`s it when done."""
-        if self.mirror is not None:
-            return await self.mirror.blob_source(name, digest)
+        mirror = self._mirror_of(name)
+        if mirror is not None:
+            return await mirror.blob_source(name, digest)
         return await self.blobs.source(name, digest)
 
     async def tags_list(self, name: str) -> list[str]:
-        if self.mirror is not None:
-            return await self.mirror.tags_list(name)
+        mirror = self._mirror_of(name)
+        if mirror is not None:
+            return await mirror.tags_list(name)
         return await self.tags.all(name)
 
     async def delete_manifest(self, name: str, reference: str) -> None:
@@ -119,8 +150,8 @@ class Registry:
         return await self.catalog.all()
 
     async def close(self) -> None:
-        if self.mirror is not None:
-            await self.mirror.close()
+        for mirror in self.mirrors.values():
+            await mirror.close()
         await self.blobs.cache.close()
         if self.tags.cache is not None:
             await self.tags.cache.close()

@@ -76,7 +76,6 @@ def registry_settings(config: Config) -> RegistrySettings:
         schema1_enabled=config.schema1_enabled,
         redirect_disable=config.storage.redirect_disable,
         automount=not config.auth,
-        mirror=config.proxy.default is not None,
         manifest_urls=config.validation,
         redirector=config.redirector,
     )
@@ -133,7 +132,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     descriptors, tags = caches(config)
     app[REGISTRY] = Registry(
         storage, registry_settings(config), descriptors, tags, _lease_redis(config, storage, descriptors),
-        upstream=config.proxy.default,
+        proxy=config.proxy,
     )
     app[HTTP] = http_settings(config)
     app[REQUEST_IDS] = RequestIds()

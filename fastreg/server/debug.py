@@ -74,22 +74,25 @@ def setup_debug_metrics(app: web.Application) -> None:
     metrics.mirror(metrics.notify_other, dropped)
     metrics.mirror(metrics.statuses, statuses)
     metrics.mirror(metrics.pending, pending, gauge=True)
-    mirror = app[REGISTRY].mirror
-    if mirror is not None:
-        stats = mirror.stats
+    mirrors = list(app[REGISTRY].mirrors.values())
+    if mirrors:
         for artifact in ARTIFACTS:  # present from the start, as Distribution's are
             for children in metrics.proxy.values():
                 children(artifact).inc(0)
         for kind in metrics.proxy:
+            # Distribution's registry_proxy_* have no upstream label: the sum over upstreams
             def tally(kind: str = kind) -> Reading:
-                return [((a,), float(stats.count(a, kind))) for a in ARTIFACTS]
+                return [((a,), float(sum(m.stats.count(a, kind) for m in mirrors)))
+                        for a in ARTIFACTS]
 
             def by_upstream(kind: str = kind) -> Reading:
-                return [((a, stats.upstream), float(stats.count(a, kind))) for a in ARTIFACTS]
+                return [((a, m.stats.upstream), float(m.stats.count(a, kind)))
+                        for m in mirrors for a in ARTIFACTS]
 
             metrics.mirror(metrics.proxy[kind], tally)
             metrics.mirror(metrics.proxy_upstream[kind], by_upstream)
-        metrics.mirror(metrics.proxy_errors, lambda: [((stats.upstream,), stats.upstream_errors)])
+        metrics.mirror(metrics.proxy_errors,
+                       lambda: [((m.stats.upstream,), m.stats.upstream_errors) for m in mirrors])
     app.cleanup_ctx.append(sync_forever)
 
 

@@ -1,8 +1,13 @@
-"""Background maintenance of a running server: upload purging and online garbage collection.
+"""Background maintenance of a running server: upload purging, online garbage collection, and
+a mirror's cache expiry.
 
 `setup_maintenance(app, config)` adds one `cleanup_ctx` hook that starts a task per enabled job
-and cancels them on shutdown. Both are off in read-only mode (Distribution turns purging off
-there too). Upload purging starts after a random delay of up to an hour, as in Distribution, so
+and cancels them on shutdown. All are off in read-only mode (Distribution turns purging off
+there too). Cache expiry (`registry/proxy/expiry.py`) runs on a pull-through cache whose
+upstreams keep content for a `ttl`: a sweep every `Expiry.interval`, and after any sweep that
+removed manifests an online collection (with `storage.maintenance.gc`'s `delay` and `dryrun`,
+whether or not periodic collections are enabled: a ttl is there to free the space) until one
+has run; a collection another worker holds is tried again after the next sweep. Upload purging starts after a random delay of up to an hour, as in Distribution, so
 that workers and replicas restarted together do not all walk the storage at once.
 """
 
@@ -21,6 +26,7 @@ from fastreg.api.context import REGISTRY
 from fastreg.config import Config
 from fastreg.registry.gc import GCError, GCOptions, collect
 from fastreg.registry.gc.settings import OnlineGCSettings
+from fastreg.registry.proxy.expiry import Expiry
 from fastreg.registry.purge import PurgeSettings, purge_uploads
 from fastreg.storage.base import StorageDriver, StorageError
 
@@ -52,6 +58,11 @@ def setup_maintenance(app: web.Application, config: Config, jitter: float = PURG
                     _every(gc.interval, gc.interval, lambda: _collect(driver, gc), "gc")
                 )
             )
+        expiry = app[REGISTRY].expiry
+        if expiry.enabled and not config.storage.readonly:
+            job = _Expire(expiry, driver, gc)
+            first = random.uniform(0, expiry.interval)
+            tasks.append(asyncio.create_task(_every(first, expiry.interval, job.run, "expiry")))
         yield
         for task in tasks:
             task.cancel()
@@ -90,3 +101,23 @@ async def _collect(driver: StorageDriver, settings: OnlineGCSettings) -> None:
             "restored": report.restored,
         },
     )
+
+
+class _Expire:
+    """One sweep, then a collection while expired manifests may have left blobs behind."""
+
+    def __init__(self, expiry: Expiry, driver: StorageDriver, gc: OnlineGCSettings) -> None:
+        self.expiry = expiry
+        self.driver = driver
+        self.gc = gc
+        self.pending = False
+
+    async def run(self) -> None:
+        report = await self.expiry.sweep()
+        if report is not None and report.expired:
+            log.info("cache expiry done", extra={"expired": report.expired,
+                                                 "repositories": report.repositories})
+            self.pending = True
+        if self.pending:
+            await _collect(self.driver, self.gc)  # GCBusy: pending, the next round tries again
+            self.pending = False

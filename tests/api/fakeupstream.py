@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -150,3 +153,13 @@ class FakeUpstream:
             return response
         await response.write_eof()
         return response
+
+
+@contextlib.asynccontextmanager
+async def running(**fields: Any) -> AsyncIterator[FakeUpstream]:
+    """A started FakeUpstream (``fields`` set on it), stopped on the way out."""
+    fake = await FakeUpstream(**fields).start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()

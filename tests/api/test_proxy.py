@@ -19,7 +19,7 @@ import pytest
 from fastreg.api.context import REGISTRY
 from fastreg.registry.digests import Digest
 from tests.api.conftest import Client, MakeClient
-from tests.api.fakeupstream import FakeUpstream, sha256
+from tests.api.fakeupstream import FakeUpstream, running, sha256
 from tests.api.helpers import DOCKER_LIST, DOCKER_MANIFEST, OCI_MANIFEST, expect_error
 
 ACCEPT = {"Accept": OCI_MANIFEST}
@@ -28,11 +28,8 @@ LAYER = os.urandom(300_000)
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[FakeUpstream]:
-    fake = await FakeUpstream().start()
-    try:
+    async with running() as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture

@@ -47,8 +47,7 @@ def test_upstreams_list() -> None:
         "    - {namespace: GHCR.io, remoteurl: 'https://ghcr.io', username: u, password: p}\n",
         environ={},
     )
-    # parsed and validated, not routed yet: said at start
-    assert config.warnings == ("configuration key 'proxy.upstreams' is not supported yet",)
+    assert config.warnings == ()
     settings = config.proxy
     assert settings.default is None and settings.enabled
     assert settings.upstreams == (
@@ -86,3 +85,10 @@ def test_unknown_upstream_key_warns() -> None:
         environ={},
     )
     assert config.warnings[0] == "unknown configuration key 'proxy.upstreams[0].color'"
+
+
+def test_upstreams_take_the_top_level_ttl_unless_they_have_their_own() -> None:
+    settings = proxy("  ttl: 2h\n  upstreams:\n"
+                     "    - {namespace: a.io, remoteurl: 'https://a'}\n"
+                     "    - {namespace: b.io, remoteurl: 'https://b', ttl: 0s}\n")
+    assert [u.ttl for u in settings.upstreams] == [7200.0, 0.0]

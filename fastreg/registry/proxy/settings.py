@@ -2,8 +2,10 @@
 
 Distribution's keys (`remoteurl`, `username`, `password`, `ttl`) name the default upstream, the
 only one Distribution knows; fastreg's `upstreams` list adds one upstream per `namespace` (the
-upstream's host name as clients know it: `docker.io`, `ghcr.io`). `ttl` is a Go duration, 168h
-(7 days, Distribution 3.x's default) when absent.
+upstream's host name as clients know it: `docker.io`, `ghcr.io`). `ttl` is a Go duration: how
+long cached content may go unused before it is removed (`expiry.py`); 168h (7 days, Distribution
+3.x's default) when absent, and 0 keeps content forever (as in Distribution). An entry of
+`upstreams` without its own `ttl` takes the top-level one.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class Upstream:
     remoteurl: str  # scheme://host[:port], no trailing slash
     username: str = ""
     password: str = ""
-    ttl: float = DEFAULT_TTL
+    ttl: float = DEFAULT_TTL  # seconds unused before cached content goes; 0: never
     namespace: str = ""  # "": the default upstream (top-level `remoteurl`)
 
     @property
@@ -45,7 +47,7 @@ class ProxySettings:
 def parse(raw: Any) -> ProxySettings:
     """The `proxy` section; raises ConfigError naming the key on a bad value."""
     section = Section(raw, "proxy")
-    default = _upstream(section, namespace="") if section.has("remoteurl") else None
+    default = _upstream(section, "", DEFAULT_TTL) if section.has("remoteurl") else None
     if default is None and (section.has("username") or section.has("password")):
         raise ConfigError("proxy.remoteurl: required with proxy.username or proxy.password")
     upstreams: list[Upstream] = []
@@ -57,17 +59,17 @@ def parse(raw: Any) -> ProxySettings:
         if namespace in seen:
             raise ConfigError(f"{entry.key('namespace')}: duplicate namespace {namespace!r}")
         seen.add(namespace)
-        upstreams.append(_upstream(entry, namespace))
+        upstreams.append(_upstream(entry, namespace, section.duration("ttl", DEFAULT_TTL)))
     return ProxySettings(default=default, upstreams=tuple(upstreams))
 
 
-def _upstream(section: Section, namespace: str) -> Upstream:
+def _upstream(section: Section, namespace: str, default_ttl: float) -> Upstream:
     url = section.required("remoteurl").rstrip("/")
     if not re.match(r"^https?://[^/?#]+$", url):
         raise ConfigError(
             f"{section.key('remoteurl')}: expected http(s)://host[:port], got {url!r}"
         )
-    ttl = section.duration("ttl", DEFAULT_TTL)
+    ttl = section.duration("ttl", default_ttl)
     if ttl < 0:
         raise ConfigError(f"{section.key('ttl')}: negative duration")
     username = section.text("username")

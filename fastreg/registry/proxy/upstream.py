@@ -4,7 +4,13 @@ Below the registry in spirit (like storage's REST client): it knows the distribu
 and nothing of stores or caches. Authentication follows the upstream's challenge, learnt on the
 first 401 and then sent up front: ``Bearer realm=...,service=...`` (Docker Hub's token service:
 a token per scope, from the realm with the configured credentials or anonymously, kept until it
-expires), ``Basic`` (the configured credentials), or none.
+expires), ``Basic`` (the configured credentials), or none. Tokens are kept in an LRU of
+`TOKEN_CACHE_SIZE` scopes (one scope per repository: a mirror of Docker Hub sees an unbounded
+number of them); a token evicted early is simply asked for again.
+
+Names: the client is given the mirror's stored names and asks the upstream for ``remote(name)``
+(`routing.py` maps `docker.io/library/alpine` to `library/alpine` for the `docker.io` upstream);
+paths, token scopes and pagination all use the upstream's name.
 
 Failures are split the way a mirror needs them: ``UpstreamMissing`` (404: the upstream is up and
 says no), ``UpstreamThrottled`` (429, with its Retry-After), ``UpstreamUnavailable`` (transport
@@ -19,13 +25,14 @@ import base64
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 import orjson
 from yarl import URL
 
+from fastreg.registry.cache.lru import LRU
 from fastreg.registry.mediatypes import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -45,6 +52,7 @@ MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST, SCHEMA1
 MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
 TOKEN_MARGIN = 10.0  # seconds before its expiry a token is no longer used
 DEFAULT_TOKEN_LIFETIME = 60.0  # the Docker token spec's default `expires_in`
+TOKEN_CACHE_SIZE = 512  # scopes per upstream; a Docker Hub token is ~1-4 KiB: at most ~2 MiB
 _PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 
 
@@ -102,8 +110,15 @@ class Timeouts:
 class UpstreamClient:
     """One upstream: a session, its challenge once learnt, and tokens per scope."""
 
-    def __init__(self, upstream: Upstream, timeouts: Timeouts | None = None) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        timeouts: Timeouts | None = None,
+        remote: Callable[[str], str] | None = None,
+    ) -> None:
+        """``remote``: the upstream's name for a name the mirror stores (identity by default)."""
         self.upstream = upstream
+        self.remote = remote or (lambda name: name)
         self.base = URL(upstream.remoteurl)
         timeouts = timeouts or Timeouts()
         self._timeout = aiohttp.ClientTimeout(
@@ -111,7 +126,8 @@ class UpstreamClient:
         )
         self._session: aiohttp.ClientSession | None = None
         self._challenge: Challenge | None = None
-        self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, monotonic expiry)
+        # scope -> (token, monotonic expiry)
+        self._tokens: LRU[str, tuple[str, float]] = LRU(TOKEN_CACHE_SIZE)
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -125,6 +141,7 @@ class UpstreamClient:
     # -- the distribution API ---------------------------------------------------------------
 
     async def head_manifest(self, name: str, reference: str) -> ManifestHead:
+        name = self.remote(name)
         resp = await self.request(
             "HEAD", f"/v2/{name}/manifests/{reference}", name, {"Accept": MANIFEST_ACCEPT}
         )
@@ -137,6 +154,7 @@ class UpstreamClient:
 
     async def get_manifest(self, name: str, reference: str, limit: int) -> tuple[str, bytes]:
         """(media type, raw bytes) of a manifest, at most ``limit`` bytes."""
+        name = self.remote(name)
         path = f"/v2/{name}/manifests/{reference}"
         resp = await self.request("GET", path, name, {"Accept": MANIFEST_ACCEPT})
         try:
@@ -152,16 +170,19 @@ class UpstreamClient:
         return resp.headers.get("Content-Type", ""), raw
 
     async def head_blob(self, name: str, digest: str) -> int:
+        name = self.remote(name)
         resp = await self.request("HEAD", f"/v2/{name}/blobs/{digest}", name)
         resp.release()
         return resp.content_length or 0
 
     async def open_blob(self, name: str, digest: str) -> aiohttp.ClientResponse:
         """A 200 whose body the caller reads and releases (redirects to a CDN followed)."""
+        name = self.remote(name)
         return await self.request("GET", f"/v2/{name}/blobs/{digest}", name, redirects=True)
 
     async def tags(self, name: str) -> list[str]:
         """Every tag of ``name``, following the upstream's `Link` pages."""
+        name = self.remote(name)
         tags: list[str] = []
         path: str | None = f"/v2/{name}/tags/list"
         while path is not None:
@@ -210,7 +231,7 @@ class UpstreamClient:
                 challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
                 if challenge is not None:
                     self._challenge = challenge
-                    self._tokens.pop(scope, None)
+                    self._tokens.pop(scope)
                     continue
             raise _failure(resp, str(url))
         raise AssertionError("unreachable")
@@ -250,7 +271,7 @@ class UpstreamClient:
         lifetime = body.get("expires_in")
         if not isinstance(lifetime, (int, float)) or lifetime <= 0:
             lifetime = DEFAULT_TOKEN_LIFETIME
-        self._tokens[scope] = (token, time.monotonic() + max(lifetime - TOKEN_MARGIN, 1.0))
+        self._tokens.put(scope, (token, time.monotonic() + max(lifetime - TOKEN_MARGIN, 1.0)))
         return token
 
     async def close(self) -> None:
