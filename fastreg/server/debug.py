@@ -110,8 +110,8 @@ def _caches(app: web.Application) -> list[tuple[str, int, int]]:
 
 
 async def debug_health(request: web.Request) -> web.Response:
-    failing = request.app[MAIN][HEALTH].failing()
-    return web.json_response(failing, status=503 if failing else 200)
+    health = request.app[MAIN][HEALTH]
+    return web.json_response(health.report(), status=503 if health.failing() else 200)
 
 
 async def debug_vars(request: web.Request) -> web.Response:

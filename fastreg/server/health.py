@@ -6,6 +6,11 @@ Each runs every `interval` (default 10s); a check with a `threshold` fails after
 consecutive failures (else at the first). While any check fails, every `/v2/` request answers 503
 UNAVAILABLE (`health_gate`: Distribution wraps its whole API the same way) and the debug server's
 `/debug/health` answers 503 with `{check: error}` (server/debug.py).
+
+On a pull-through cache each upstream is checked too (`upstream <host:port>`: its `/v2/` answers
+200 or 401), reported in `/debug/health`'s body and `/debug/vars` but never gating: a mirror
+whose upstream is down still serves what it has cached (the point of serving stale), so neither
+its `/v2/` nor the status of `/debug/health` depends on an upstream.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class Check:
     failures: int = 0
     error: str = ""
     runs: int = 0
+    gates: bool = True  # False: reported only (an upstream's reachability)
 
     @property
     def failing(self) -> bool:
@@ -57,7 +63,8 @@ class Check:
             self.failures += 1
             self.error = str(exc) or type(exc).__name__
             if self.failing and not was_failing:
-                log.error("health check failing", extra={"check": self.name, "error": self.error})
+                log.log(logging.ERROR if self.gates else logging.WARNING, "health check failing",
+                        extra={"check": self.name, "error": self.error})
         else:
             if self.failing:
                 log.info("health check recovered", extra={"check": self.name})
@@ -71,6 +78,11 @@ class Health:
     checks: list[Check] = field(default_factory=list)
 
     def failing(self) -> dict[str, str]:
+        """The failing checks that gate the API (and the status of `/debug/health`)."""
+        return {c.name: c.error for c in self.checks if c.failing and c.gates}
+
+    def report(self) -> dict[str, str]:
+        """Every failing check, the reported-only ones included."""
         return {c.name: c.error for c in self.checks if c.failing}
 
 
@@ -135,7 +147,13 @@ def _tcp_probe(host: str, port: int, timeout: float) -> CheckFn:
 
 def setup_health(app: web.Application, config: Config) -> None:
     """Register the configured checks; they run in the background while the app is up."""
-    app[HEALTH] = Health(health_checks(config, app[REGISTRY].driver.healthy))
+    registry = app[REGISTRY]
+    checks = health_checks(config, registry.driver.healthy)
+    checks += [
+        Check(f"upstream {m.stats.upstream}", m.client.ping, gates=False)
+        for m in registry.mirrors.values()
+    ]
+    app[HEALTH] = Health(checks)
     if app[HEALTH].checks:
         app.cleanup_ctx.append(_run_checks)
 
@@ -161,7 +179,7 @@ async def health_gate(request: web.Request, handler: Handler) -> web.StreamRespo
     """503 UNAVAILABLE for every API request while a health check fails."""
     health = request.app.get(HEALTH)
     if health is not None and health.checks:
-        failing = health.failing()
+        failing = health.failing()  # gating checks only: an upstream never closes the mirror
         if failing:
             raise RegistryError(ErrorCode.UNAVAILABLE, "health check failed", failing)
     return await handler(request)

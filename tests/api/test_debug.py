@@ -212,3 +212,37 @@ async def test_two_apps_count_separately(make_client: MakeClient) -> None:
     assert first.app[METRICS].totals()["requests"] == 1
     assert second.app[METRICS].totals()["requests"] == 0
     assert not first.app[METRICS].multiprocess  # one process: each app its own registry
+
+
+async def test_upstream_reachability_is_reported_never_gating(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """A mirror's upstreams are checked (their `/v2/` answers 200 or 401) and shown in
+    `/debug/health`'s body, but a down upstream neither closes `/v2/` nor fails the status: the
+    mirror still serves what it has cached."""
+    from tests.api.fakeupstream import running
+
+    async with running() as upstream:
+        api, debug = await make_debug(aiohttp_client, tmp_path)(proxy__remoteurl=upstream.url)
+        (check,) = [c for c in api.app[HEALTH].checks if c.name.startswith("upstream ")]
+        assert check.name == f"upstream 127.0.0.1:{upstream.port}" and not check.gates
+        await check.run_once()
+        resp = await debug.get("/debug/health")
+        assert resp.status == 200 and await resp.json() == {}
+        for mode, error in (("down", "503"), ("throttle", "429"), ("stopped", "ClientConnectorError")):
+            if mode == "stopped":
+                await upstream.stop()
+            else:
+                upstream.mode = mode
+            await check.run_once()
+            resp = await debug.get("/debug/health")
+            body = await resp.json()
+            assert resp.status == 200 and list(body) == [check.name], body
+            assert error in body[check.name]
+            assert (await api.get("/v2/")).status == 200  # never gating
+            vars_ = await (await debug.get("/debug/vars")).json()
+            assert vars_["health"][check.name]["failing"] is True
+        upstream.mode = "up"
+        await upstream.start()
+        await check.run_once()
+        assert await (await debug.get("/debug/health")).json() == {}

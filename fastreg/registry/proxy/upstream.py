@@ -200,6 +200,21 @@ class UpstreamClient:
             path = URL(match.group(1)).path_qs if match else None
         return tags
 
+    async def ping(self) -> None:
+        """Whether the upstream answers its API root: 200 or 401 (a challenge) is reachable;
+        a transport error, a timeout, 5xx or 429 raise UpstreamUnavailable/Throttled (for the
+        debug health check, which never gates the mirror's own `/v2/`)."""
+        url = self.base.join(URL("/v2/"))
+        try:
+            async with self.session().get(
+                url, timeout=self._timeout, allow_redirects=False
+            ) as resp:
+                if resp.status in (200, 401):
+                    return
+                raise _failure(resp, str(url))
+        except TRANSPORT_ERRORS as exc:
+            raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}", str(url)) from exc
+
     # -- one request, authenticated as the upstream asks -------------------------------------
 
     async def request(
