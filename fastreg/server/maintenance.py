@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -103,14 +104,14 @@ async def _collect(driver: StorageDriver, settings: OnlineGCSettings) -> None:
     )
 
 
+@dataclass(slots=True)
 class _Expire:
     """One sweep, then a collection while expired manifests may have left blobs behind."""
 
-    def __init__(self, expiry: Expiry, driver: StorageDriver, gc: OnlineGCSettings) -> None:
-        self.expiry = expiry
-        self.driver = driver
-        self.gc = gc
-        self.pending = False
+    expiry: Expiry
+    driver: StorageDriver
+    gc: OnlineGCSettings
+    pending: bool = False  # a sweep removed something and no collection has run since
 
     async def run(self) -> None:
         report = await self.expiry.sweep()
