@@ -36,8 +36,10 @@ class Registry:
         tag_cache: TagListCache | None = None,
         lease_redis: RedisCommands | None = None,
         upstream: Upstream | None = None,
+        fetch_redis: RedisCommands | None = None,
     ) -> None:
-        """``upstream``: the registry is a pull-through cache of it (`proxy.remoteurl`)."""
+        """``upstream``: the registry is a pull-through cache of it (`proxy.remoteurl`);
+        ``fetch_redis``: where its lock of a blob being fetched lives (proxy/flight.py)."""
         self.driver = driver
         self.settings = settings
         self.policy = Policy(settings)
@@ -49,12 +51,14 @@ class Registry:
         # closed here unless it is the descriptor cache's client, which closes with the cache
         shared = lease_redis is None or id(lease_redis) == id(cache)
         self._lease_redis = None if shared else lease_redis
+        own = fetch_redis is not None and id(fetch_redis) not in (id(cache), id(lease_redis))
+        self._fetch_redis = fetch_redis if own else None
         self.manifests = ManifestStore(
             driver, self.blobs, self.tags, self.catalog, schema1_enabled=settings.schema1_enabled
         )
         self.mirror = (
             None if upstream is None
-            else Mirror(UpstreamClient(upstream), self.manifests, self.uploads)
+            else Mirror(UpstreamClient(upstream), self.manifests, self.uploads, fetch_redis)
         )  # fmt: skip
 
     async def resolve_manifest(self, name: str, reference: str | Digest) -> Resolved:
@@ -125,4 +129,6 @@ class Registry:
             await self.tags.cache.close()
         if self._lease_redis is not None:
             await self._lease_redis.close()
+        if self._fetch_redis is not None:
+            await self._fetch_redis.close()
         await self.driver.close()
