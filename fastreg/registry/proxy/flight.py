@@ -53,6 +53,7 @@ from fastreg.storage.locks import HostLocks
 log = logging.getLogger("fastreg.proxy")
 
 LOCK_PREFIX = "fastreg::proxyfetch::"
+FLUSH = 0.05  # seconds a batch of the upstream's bytes may wait for more before it is spooled
 POLL = 0.1  # seconds between a waiting process's looks at the lock and at storage
 
 
@@ -86,7 +87,7 @@ class Spool:
         """Write ``body`` and hash it; verified when it is whole and matches, else raise."""
         loop = asyncio.get_running_loop()
         lane = HashLane(new_hasher(self.digest.algorithm), DEPTH)
-        async for batch in batched(body):
+        async for batch in batched(body, flush=FLUSH):
             if self.size is not None and self.written + len(batch) > self.size:
                 raise ValueError(f"more than the announced {self.size} bytes")
             await lane.feed(batch)  # hashed on its thread while the write runs on another
