@@ -1,8 +1,9 @@
 """One upstream fetch of a cold blob, streamed to every client as its bytes arrive.
 
 The spool. The fetch writes the upstream's bytes into a `Spool`: an unlinked temporary file on
-this host's disk (the system temp dir: bounded by disk, not memory, and gone with its last
-descriptor, whatever happens to the process), hashed as it is written. Every client of the blob
+this host's disk (in the filesystem driver's root, which its name never enters; else the system
+temp dir): bounded by disk, not memory, and gone with its last descriptor, whatever happens to
+the process. It is hashed as it is written. Every client of the blob
 in this process, the one whose pull started the fetch and those arriving while it runs, reads
 the same file up to the written offset, woken at each advance; on plain HTTP it goes out with
 `sendfile` from the spool (`api/blobs.py`), so N clients cost N kernel copies, not N passes
@@ -68,10 +69,10 @@ class Spool:
     spool). The file is closed when the writer and every reader have released it.
     """
 
-    def __init__(self, digest: Digest, size: int | None) -> None:
+    def __init__(self, digest: Digest, size: int | None, directory: str | None = None) -> None:
         self.digest = digest
         self.size = size
-        self._file = tempfile.TemporaryFile(prefix="fastreg-proxy-")  # noqa: SIM115 - see release
+        self._file = _unlinked_file(directory)
         self.fd = self._file.fileno()
         self.written = 0
         self.verified = False
@@ -167,6 +168,15 @@ class Spool:
             yield chunk
 
 
+def _unlinked_file(directory: str | None) -> Any:
+    """A file without a name (O_TMPFILE where there is one), in ``directory`` when it exists:
+    the filesystem driver's root, so that the spool takes the storage's disk, never a tmpfs."""
+    try:
+        return tempfile.TemporaryFile(prefix="fastreg-proxy-", dir=directory)
+    except FileNotFoundError:
+        return tempfile.TemporaryFile(prefix="fastreg-proxy-")
+
+
 def _pwrite(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
@@ -238,9 +248,10 @@ class FetchLocks:
         self.driver = driver
         self.redis = redis
         root = getattr(driver, "root", None)
-        # the filesystem driver's `lease` locks an existing file: a lock file of this host
-        # named after its root instead; the object stores' leases lock names already
-        self._host = HostLocks(f"filesystem:{root}") if isinstance(root, str) else None
+        self.root = root if isinstance(root, str) else None  # the filesystem driver's
+        # its `lease` locks an existing file: a lock file of this host named after the root
+        # instead; the object stores' leases lock names already
+        self._host = HostLocks(f"filesystem:{self.root}") if self.root is not None else None
 
     async def take(self, digest: Digest) -> Lease | None:
         """The lock of ``digest``, or None while another process holds it."""

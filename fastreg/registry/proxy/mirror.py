@@ -208,7 +208,7 @@ class Mirror:
         except UpstreamError as exc:
             log.warning("blob %s@%s not cached: upstream failed: %s", name, digest, exc)
             raise refusal(exc) from None
-        spool = Spool(digest, resp.content_length)
+        spool = Spool(digest, resp.content_length, self.locks.root)
         ingest = asyncio.ensure_future(flight.ingest(self.uploads, spool))
         ingest.add_done_callback(lambda t: t.cancelled() or t.exception())
         try:
