@@ -1,8 +1,9 @@
 """Blob endpoints: `GET/HEAD/DELETE /v2/<name>/blobs/<digest>` (end-2, end-10).
 
 Pulls go out with `sendfile` when the driver has the bytes on local disk (and the connection is
-not TLS, whose bytes must go through the transport), as a redirect when a storage middleware
-(`middleware.storage`: `redirect`, `cloudfront`) or the driver has a URL for it (unless
+not TLS, whose bytes must go through the transport), and so does a blob a mirror is fetching,
+from its spool as the bytes arrive (registry/proxy/flight.py); as a redirect when a storage
+middleware (`middleware.storage`: `redirect`, `cloudfront`) or the driver has a URL for it (unless
 `storage.redirect.disable`; `Registry.redirect_url` decides), else as a proxied stream. `Range` is honoured. Either way a
 client that accepts no byte for `http.sendtimeout` has its connection closed (`api/sendfile.py`).
 """
@@ -17,10 +18,11 @@ from aiohttp import web
 
 from fastreg.api.context import HTTP, SENDER, registry_of
 from fastreg.api.params import byte_range
-from fastreg.api.sendfile import StallWatch
+from fastreg.api.sendfile import StallWatch, cut
 from fastreg.registry.blobs import BlobReader
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
+from fastreg.registry.proxy.flight import Spool, SpooledBlob
 
 
 def _headers(source: BlobReader) -> dict[str, str]:
@@ -75,6 +77,8 @@ async def _serve(request: web.Request, source: BlobReader, digest: Digest) -> we
     transport = request.transport
     if source.local_path is not None and transport is not None and not _is_tls(transport):
         return await _sendfile(request, response, source.local_path, digest, offset, length)
+    if isinstance(source, SpooledBlob) and transport is not None and not _is_tls(transport):
+        return await _send_spooled(request, response, source.spool, offset, length)
     await response.prepare(request)
     if transport is not None:
         with StallWatch(transport, request.app[HTTP].sendtimeout).watching() as watch:
@@ -118,6 +122,26 @@ async def _sendfile(
         await response.write_eof()
     finally:
         f.close()
+    return response
+
+
+async def _send_spooled(
+    request: web.Request, response: web.StreamResponse, spool: Spool, offset: int, length: int
+) -> web.StreamResponse:
+    """A blob a mirror is fetching, with `sendfile` from its spool as the bytes are written."""
+    await response.prepare(request)
+    transport = request.transport
+    assert transport is not None
+    position, end = offset, offset + length
+    try:
+        while position < end:
+            ready = min(await spool.wait(position), end)
+            await request.app[SENDER].send(transport, spool.fd, position, ready - position)
+            position = ready
+    except RegistryError:
+        cut(transport)  # the status line is out: a body ended short is the error left to give
+        raise
+    await response.write_eof()
     return response
 
 

@@ -166,9 +166,15 @@ class UploadLeases:
                 return await self.driver.lease(path)
             except PathNotFound:
                 raise unknown(upload_id) from None
-        token = secrets.token_hex(16)
-        key = REDIS_PREFIX + upload_id
-        answered, taken = await self.redis.execute("set", key, token, nx=True, px=REDIS_TTL_MS)
-        if not answered:
-            raise RegistryError(ErrorCode.UNAVAILABLE, "upload leases: redis unreachable")
-        return _RedisLease(self.redis, key, token, hold) if taken else None
+        return await take_redis_lease(self.redis, REDIS_PREFIX + upload_id, hold)
+
+
+async def take_redis_lease(redis: RedisCommands, key: str, hold: Hold) -> Lease | None:
+    """The Redis lease ``key`` (renewed while held; ``hold`` is told when it is lost), or None
+    while another holder has it; UNAVAILABLE when Redis does not answer. Also the mirror's
+    lock of a blob being fetched (proxy/flight.py)."""
+    token = secrets.token_hex(16)
+    answered, taken = await redis.execute("set", key, token, nx=True, px=REDIS_TTL_MS)
+    if not answered:
+        raise RegistryError(ErrorCode.UNAVAILABLE, "leases: redis unreachable")
+    return _RedisLease(redis, key, token, hold) if taken else None

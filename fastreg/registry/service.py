@@ -43,8 +43,10 @@ class Registry:
         tag_cache: TagListCache | None = None,
         lease_redis: RedisCommands | None = None,
         proxy: ProxySettings | None = None,
+        fetch_redis: RedisCommands | None = None,
     ) -> None:
-        """``proxy``: the upstreams the registry is a pull-through cache of (`proxy`)."""
+        """``proxy``: the upstreams the registry is a pull-through cache of (`proxy`);
+        ``fetch_redis``: where its lock of a blob being fetched lives (proxy/flight.py)."""
         self.driver = driver
         self.settings = settings
         self.policy = Policy(settings)
@@ -56,6 +58,8 @@ class Registry:
         # closed here unless it is the descriptor cache's client, which closes with the cache
         shared = lease_redis is None or id(lease_redis) == id(cache)
         self._lease_redis = None if shared else lease_redis
+        own = fetch_redis is not None and id(fetch_redis) not in (id(cache), id(lease_redis))
+        self._fetch_redis = fetch_redis if own else None
         self.manifests = ManifestStore(
             driver, self.blobs, self.tags, self.catalog, schema1_enabled=settings.schema1_enabled,
             manifest_urls=settings.manifest_urls,
@@ -63,7 +67,8 @@ class Registry:
         self.router = Router(proxy or ProxySettings())
         self.mirrors: dict[str, Mirror] = {  # by namespace; "" is the default upstream
             u.namespace: Mirror(
-                UpstreamClient(u, remote=self.router.remote_name), self.manifests, self.uploads
+                UpstreamClient(u, remote=self.router.remote_name), self.manifests, self.uploads,
+                fetch_redis,
             )
             for u in (self.router.default, *self.router.upstreams)
             if u is not None
@@ -157,4 +162,6 @@ class Registry:
             await self.tags.cache.close()
         if self._lease_redis is not None:
             await self._lease_redis.close()
+        if self._fetch_redis is not None:
+            await self._fetch_redis.close()
         await self.driver.close()

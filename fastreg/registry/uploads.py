@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import datetime
 import re
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -71,16 +72,22 @@ def check_upload_id(upload_id: str) -> str:
     return upload_id
 
 
-async def batched(body: AsyncIterator[bytes], size: int = BATCH) -> AsyncIterator[bytes]:
-    """Regroup arbitrary socket chunks into ~size byte batches (fewer thread hops, big hashes)."""
+async def batched(
+    body: AsyncIterator[bytes], size: int = BATCH, flush: float | None = None
+) -> AsyncIterator[bytes]:
+    """Regroup arbitrary socket chunks into ~size byte batches (fewer thread hops, big hashes).
+    ``flush``: a batch also ends once its first chunk waited that many seconds (a mirror's slow
+    upstream: its bytes still reach the clients soon, proxy/flight.py)."""
     parts: list[bytes] = []
-    held = 0
+    held, since = 0, 0.0
     async for chunk in body:
         if not chunk:
             continue
+        if flush is not None and not parts:
+            since = time.monotonic()
         parts.append(chunk)
         held += len(chunk)
-        if held >= size:
+        if held >= size or (flush is not None and time.monotonic() - since >= flush):
             yield parts[0] if len(parts) == 1 else b"".join(parts)
             parts, held = [], 0
     if parts:

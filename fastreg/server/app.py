@@ -112,6 +112,18 @@ def _lease_redis(
     return RedisDescriptorCache.from_config(config.redis)
 
 
+def _fetch_redis(
+    config: Config, descriptors: DescriptorCache | None, lease_redis: RedisDescriptorCache | None
+) -> RedisDescriptorCache | None:
+    """Redis for a mirror's lock of the blobs it fetches (proxy/flight.py), when `redis.addr`
+    is configured: one upstream fetch per blob across workers and hosts."""
+    if config.proxy.default is None or not config.redis.configured:
+        return None
+    if isinstance(descriptors, RedisDescriptorCache):
+        return descriptors
+    return lease_redis or RedisDescriptorCache.from_config(config.redis)
+
+
 def http_settings(config: Config) -> HTTPSettings:
     return HTTPSettings(
         host=config.http.host, relativeurls=config.http.relativeurls,
@@ -130,9 +142,11 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
         app[METRICS],
     )
     descriptors, tags = caches(config)
+    lease_redis = _lease_redis(config, storage, descriptors)
     app[REGISTRY] = Registry(
-        storage, registry_settings(config), descriptors, tags, _lease_redis(config, storage, descriptors),
+        storage, registry_settings(config), descriptors, tags, lease_redis,
         proxy=config.proxy,
+        fetch_redis=_fetch_redis(config, descriptors, lease_redis),
     )
     app[HTTP] = http_settings(config)
     app[REQUEST_IDS] = RequestIds()

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class FakeUpstream:
     auth: str = ""  # "", "basic", "bearer"
     user: tuple[str, str] = ("alice", "secret")
     token_lifetime: int = 300
+    finished: dict[str, float] = field(default_factory=dict)  # digest -> when its last byte went
     server: TestServer | None = None
     port: int | None = None  # kept across a stop and a start
 
@@ -145,6 +147,8 @@ class FakeUpstream:
         end = len(data) // 2 if digest in self.cut else len(data)
         for start in range(0, end, 65536):
             await response.write(data[start : min(start + 65536, end)])
+            if start + 65536 >= end:
+                self.finished[digest] = time.monotonic()
             if self.pace:
                 await asyncio.sleep(self.pace)
         if digest in self.cut:

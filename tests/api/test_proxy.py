@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -160,15 +161,25 @@ async def test_upstream_failure_serves_the_cache(
 @pytest.mark.parametrize("fault", ["corrupt", "cut"])
 async def test_a_bad_blob_caches_nothing(mirror: Client, upstream: FakeUpstream, fault: str) -> None:
     upstream.push("app", "v1", [LAYER])
+    upstream.pace = 0.01  # 5 chunks: the four clients overlap
     digest = sha256(LAYER)
     if fault == "corrupt":
         upstream.corrupt[digest] = bytes(len(LAYER))  # right size, wrong bytes
     else:
         upstream.cut.add(digest)
-    with pytest.raises(aiohttp.ClientPayloadError):
+
+    async def one() -> int:
         resp = await mirror.get(f"/v2/app/blobs/{digest}")
-        data = await resp.read()  # cut short: the last chunk waits for the digest check
-        assert len(data) < len(LAYER)
+        assert resp.status == 200 and resp.content_length == len(LAYER)
+        got = 0
+        with pytest.raises(aiohttp.ClientPayloadError):  # cut short: the last byte waits
+            async for chunk in resp.content.iter_any():  # for the digest check
+                got += len(chunk)
+        return got
+
+    received = await asyncio.gather(*(one() for _ in range(4)))
+    assert all(n < len(LAYER) for n in received)
+    assert upstream.gets("blobs") == 1
     registry = mirror.app[REGISTRY]
     for _ in range(50):  # the fetch task ends after the client saw the failure
         if not registry.mirror._inflight:
@@ -180,6 +191,27 @@ async def test_a_bad_blob_caches_nothing(mirror: Client, upstream: FakeUpstream,
     resp = await mirror.get(f"/v2/app/blobs/{digest}")  # fetched again, now right
     assert resp.status == 200 and await resp.read() == LAYER
     assert upstream.gets("blobs") == 2
+
+
+async def test_every_client_is_streamed_the_bytes_as_they_arrive(
+    mirror: Client, upstream: FakeUpstream
+) -> None:
+    big = slow_blob(upstream, 4, 0.01)  # 64 chunks of 64 KiB: about 0.7 s
+    first_bytes: list[float] = []
+
+    async def one(delay: float) -> bytes:
+        await asyncio.sleep(delay)  # the later ones join a fetch under way
+        resp = await mirror.get(f"/v2/app/blobs/{sha256(big)}")
+        assert resp.status == 200 and resp.content_length == len(big)
+        first = await resp.content.readany()
+        first_bytes.append(time.monotonic())
+        return first + await resp.read()
+
+    results = await asyncio.gather(*(one(0.04 * i) for i in range(8)))
+    assert all(r == big for r in results)
+    assert upstream.gets("blobs") == 1
+    # every client had bytes before the upstream had sent its last one
+    assert max(first_bytes) < upstream.finished[sha256(big)], (first_bytes, upstream.finished)
 
 
 async def test_concurrent_cold_pulls_make_one_upstream_request(

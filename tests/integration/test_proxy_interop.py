@@ -5,6 +5,7 @@ concurrent cold pulls counted in the upstream's access log.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import urllib.error
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.auth.tokens import write_htpasswd
+from tests.integration.test_process import start_fastreg
+from tests.redis_server import RedisServer, redis_server  # noqa: F401 - fixture
 
 from . import test_auth_skopeo as auth_tests
 from .conftest import ServerFactory, ServerProcess, Skopeo, SkopeoError
@@ -145,3 +148,40 @@ def test_token_auth_upstream(
     skopeo("copy", "--src-creds", CREDS, f"docker://{upstream.host}/alice/app:v1", f"dir:{direct}")
     skopeo("copy", f"docker://{mirror.host}/alice/app:v1", f"dir:{through}")
     assert files(through) == files(direct)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_concurrent_cold_pulls_of_a_big_blob_fetch_it_once(
+    skopeo: Skopeo, upstream: ServerProcess, tmp_path: Path, redis_server: RedisServer,  # noqa: F811
+    workers: int,
+) -> None:
+    """8 clients on one cold 256 MiB layer: one GET upstream (with `--workers 2` through the
+    Redis lock), every client byte-identical with the right digest."""
+    push(skopeo, upstream, tmp_path, "team/huge:v1", [256 * 1024 * 1024])
+    extra: dict = {"proxy": {"remoteurl": upstream.url, "username": "alice", "password": "alice-pw"}}
+    if workers == 2:
+        extra["redis"] = {"addr": redis_server.addr}
+    mirror = start_fastreg(tmp_path / "mirror", tmp_path / "w", "--workers", str(workers), extra=extra)
+    try:
+        _, _, raw = get(f"{mirror.url}/v2/team/huge/manifests/v1")
+        layer = json.loads(raw)["layers"][0]
+        url = f"{mirror.url}/v2/team/huge/blobs/{layer['digest']}"
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: digest_of(url), range(8)))
+    finally:
+        mirror.stop()
+    assert all(r == (200, layer["size"], layer["digest"]) for r in results), results
+    served = re.findall(
+        rf'"GET /v2/team/huge/blobs/{layer["digest"]} HTTP/1.1" 200 ', upstream.output()
+    )
+    assert len(served) == 1, upstream.output()[-3000:]
+
+
+def digest_of(url: str) -> tuple[int, int, str]:
+    """Status, length and sha256 of a body, read in 1 MiB pieces (never held whole)."""
+    with OPENER.open(urllib.request.Request(url), timeout=120) as resp:
+        h, n = hashlib.sha256(), 0
+        while chunk := resp.read(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+        return resp.status, n, f"sha256:{h.hexdigest()}"

@@ -8,32 +8,30 @@ header (RFC 7234's 110, "Response is Stale") and a log line; what is not cached 
 UNAVAILABLE, or TOOMANYREQUESTS with the upstream's Retry-After.
 
 Blobs are content-addressed: served from storage once cached. A cold blob is fetched once per
-process (single-flight, `_inflight` keyed by digest): the first request starts a `_Fetch` task
-that writes the upstream's bytes into an ordinary upload (`UploadService`, so the hash lane,
-the digest check and the no-replace publish are the push path's own) and hands each chunk to the
-first client as it passes (the tee, through a queue of a few chunks: the slower of client and
-storage sets the pace). The last chunk reaches that client only once the digest was checked and
-the blob committed, so a mismatch or a cut transfer ends its response short (an error for any
-client) and caches nothing; the upstream URL is logged. Requests arriving while the fetch runs
-wait for the commit and are then served from storage (the simple first version: they do not
-stream as the bytes arrive). The fetch runs as its own task, so the first client going away does
-not stop it.
+process (single-flight, `_inflight` keyed by digest) and, through a lock named by its digest,
+once across workers (and hosts, with Redis): `flight.py`. Every client of this process, the
+first one and those arriving while the fetch runs, is streamed the bytes as they arrive from
+a local spool; the storage write reads the spool at its own pace and commits only what hashed
+to the digest. A mismatch or a cut transfer cuts every client's response and caches nothing;
+the upstream URL is logged. The fetch runs as its own task, so a client going away does not
+stop it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from fastreg.registry.blobs import BlobInfo, BlobReader
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
+from fastreg.registry.leases import RedisCommands
 from fastreg.registry.manifests import MAX_MANIFEST_SIZE
 from fastreg.registry.manifeststore import ManifestStore
+from fastreg.registry.proxy.flight import FetchLocks, Flight, Spool, transfer_failed
 from fastreg.registry.proxy.stats import ProxyStats
 from fastreg.registry.proxy.upstream import (
     UpstreamClient,
@@ -41,14 +39,12 @@ from fastreg.registry.proxy.upstream import (
     UpstreamMissing,
     UpstreamThrottled,
 )
-from fastreg.registry.redirects import Redirector
-from fastreg.registry.uploads import UploadService, batched
+from fastreg.registry.uploads import UploadService
 
 log = logging.getLogger("fastreg.proxy")
 
 T = TypeVar("T")
 STALE_WARNING = '110 fastreg "Response is Stale: the upstream registry did not answer"'
-TEE_DEPTH = 4  # chunks waiting for the first client: its read-ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +67,20 @@ def refusal(exc: UpstreamError) -> RegistryError:
 
 class Mirror:
     def __init__(
-        self, client: UpstreamClient, manifests: ManifestStore, uploads: UploadService
+        self,
+        client: UpstreamClient,
+        manifests: ManifestStore,
+        uploads: UploadService,
+        redis: RedisCommands | None = None,
     ) -> None:
+        """``redis``: where the lock of a blob being fetched lives (`redis.addr`; flight.py)."""
         self.client = client
         self.manifests = manifests
         self.blobs = manifests.blobs
         self.tags = manifests.tags
         self.uploads = uploads
-        self._inflight: dict[Digest, _Fetch] = {}
+        self._inflight: dict[Digest, Flight] = {}
+        self.locks = FetchLocks(manifests.blobs.driver, redis)
         port = client.base.explicit_port  # the host as the remote URL names it, no credentials
         self.stats = ProxyStats(f"{client.base.host}:{port}" if port else client.base.host or "")
 
@@ -179,24 +181,15 @@ class Mirror:
             # cached for another repository: linked here once the upstream confirms it
             await self._upstream_size(name, digest)
             return await self._linked_source(name, digest, hit=True)
-        fetch = self._inflight.get(digest)  # looked up after the last await: one per digest
-        if fetch is not None:  # a follower: served from storage once the first fetch committed
-            await asyncio.shield(fetch.done)
+        flight = self._inflight.get(digest)  # looked up after the last await: one per digest
+        if flight is None:
+            flight = self._inflight[digest] = Flight(name, digest)
+            flight.task = asyncio.create_task(self._run(flight))
+        spooled = await flight.reader()  # every client alike: the spool as it is written
+        if spooled is None:  # committed by another process, or no size to announce
             return await self._linked_source(name, digest, hit=False)
-        fetch = _Fetch(name, digest)
-        self._inflight[digest] = fetch
-        fetch.task = asyncio.create_task(self._run(fetch))
-        try:
-            size = await asyncio.shield(fetch.started)
-        except asyncio.CancelledError:  # the client went away first: nobody reads the tee
-            fetch.detach()
-            raise
-        if size < 0:  # no Content-Length upstream: nothing to announce, served once stored
-            fetch.detach()
-            await asyncio.shield(fetch.done)
-            return await self._linked_source(name, digest, hit=False)
-        self.stats.served("blob", size, hit=False)
-        return ColdBlob(BlobInfo(digest, size), fetch)
+        self.stats.served("blob", spooled.info.size, hit=False)
+        return spooled
 
     async def _linked_source(self, name: str, digest: Digest, hit: bool) -> BlobReader:
         if not await self.blobs.is_linked(name, digest):
@@ -205,56 +198,56 @@ class Mirror:
         self.stats.served("blob", source.info.size, hit)
         return source
 
-    async def _run(self, fetch: _Fetch) -> None:
-        """The one upstream request for a cold blob: stored, checked, committed (or nothing)."""
-        name, digest = fetch.name, fetch.digest
+    async def _run(self, flight: Flight) -> None:
+        """The one upstream request for a cold blob, once this process holds its lock."""
         try:
+            lease = await self.locks.wait_turn(flight.digest, lambda: self.blobs.exists(flight.digest))
+            if lease is None:  # another process committed it: served from storage
+                flight.started.set_result(None)
+                return
             try:
-                resp = await self.client.open_blob(name, str(digest))
-            except UpstreamMissing:
-                raise RegistryError(
-                    ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)}
-                ) from None
-            except UpstreamError as exc:
-                self.stats.failed()
-                log.warning("blob %s@%s not cached: upstream failed: %s", name, digest, exc)
-                raise refusal(exc) from None
+                await self._fetch(flight)
+            finally:
+                await lease.release()
         except BaseException as exc:
-            error = exc if isinstance(exc, RegistryError) else refusal(UpstreamError(
-                type(exc).__name__, str(self.client.base)))  # fmt: skip
-            fetch.fail(error, started=True)
-            self._inflight.pop(digest, None)
-            if error is not exc:  # cancelled (shutdown): waiters were told
+            flight.fail(exc if isinstance(exc, RegistryError) else transfer_failed())
+            if not isinstance(exc, Exception):  # cancelled (shutdown): waiters were told
                 raise
-            return
-        size = resp.content_length
-        fetch.started.set_result(size if size is not None else -1)
+        finally:
+            self._inflight.pop(flight.digest, None)
+
+    async def _fetch(self, flight: Flight) -> None:
+        """Spool the upstream's bytes (every client reads them), store them, commit (or not)."""
+        name, digest = flight.name, flight.digest
         try:
-            # 1 MiB batches: one queue hop and one client write per batch, not per socket read
-            await self._store(fetch, batched(resp.content.iter_any()), size)
-            await fetch.finish()
+            resp = await self.client.open_blob(name, str(digest))
+        except UpstreamMissing:
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None
+        except UpstreamError as exc:
+            self.stats.failed()
+            log.warning("blob %s@%s not cached: upstream failed: %s", name, digest, exc)
+            raise refusal(exc) from None
+        spool = Spool(digest, resp.content_length, self.locks.root)
+        ingest = asyncio.ensure_future(flight.ingest(self.uploads, spool))
+        ingest.add_done_callback(lambda t: t.cancelled() or t.exception())
+        try:
+            if spool.size is not None:
+                flight.started.set_result(spool)
+            await spool.fill(resp.content.iter_any())
+            await ingest
+            self.stats.pulled("blob", spool.written)
         except BaseException as exc:  # every failure caches nothing, and is logged
             log.warning("blob %s@%s from %s not cached: %s: %s", name, digest, resp.url,
                         type(exc).__name__, exc)  # fmt: skip
-            fetch.fail(RegistryError(ErrorCode.UNAVAILABLE, "the upstream blob transfer failed"))
-            if not isinstance(exc, Exception):  # cancelled (shutdown): followers were told
-                raise
+            spool.fail(transfer_failed())
+            ingest.cancel()
+            await asyncio.wait([ingest])
+            raise
         finally:
             resp.release()
-            self._inflight.pop(digest, None)
-
-    async def _store(self, fetch: _Fetch, body: AsyncIterator[bytes], size: int | None) -> None:
-        upload = await self.uploads.start(fetch.name, fetch.digest.algorithm)
-        try:
-            status = await self.uploads.append(fetch.name, upload.upload_id, fetch.tee(body))
-            if size is not None and status.offset != size:
-                raise ValueError(f"cut transfer: {status.offset} of {size} bytes")
-            await self.uploads.finish(fetch.name, upload.upload_id, fetch.digest)
-            self.stats.pulled("blob", status.offset)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await self.uploads.cancel(fetch.name, upload.upload_id)
-            raise
+            spool.release()
+        if not flight.started.done():  # no size announced: its clients read storage
+            flight.started.set_result(None)
 
     async def tags_list(self, name: str) -> list[str]:
         """The upstream's tags when it answers, else the cached ones."""
@@ -268,9 +261,9 @@ class Mirror:
             return await self.tags.all(name)
 
     async def close(self) -> None:
-        for fetch in list(self._inflight.values()):
-            if fetch.task is not None:
-                fetch.task.cancel()
+        for flight in list(self._inflight.values()):
+            if flight.task is not None:
+                flight.task.cancel()
         await self.client.close()
 
 
@@ -291,95 +284,4 @@ def _digest_or_none(text: str) -> Digest | None:
         return None
 
 
-_END = object()
-
-
-class _Fetch:
-    """One cold blob in flight: the first client's queue, and the futures others wait on."""
-
-    def __init__(self, name: str, digest: Digest) -> None:
-        loop = asyncio.get_running_loop()
-        self.name = name
-        self.digest = digest
-        self.started: asyncio.Future[int] = loop.create_future()  # the size (-1: unknown)
-        self.done: asyncio.Future[None] = loop.create_future()
-        for future in (self.started, self.done):  # a failure nobody waits for is not an error
-            future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self.task: asyncio.Task[None] | None = None
-        self.queue: asyncio.Queue[bytes | object] = asyncio.Queue(TEE_DEPTH)
-        self.attached = True
-        self._held: bytes | None = None
-
-    async def tee(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """``body`` to storage; to the first client one chunk behind (the last is held)."""
-        async for chunk in body:
-            if self._held is not None:
-                await self._offer(self._held)
-            self._held = chunk
-            yield chunk
-
-    async def finish(self) -> None:
-        """Committed: the held chunk and the end go to the first client, followers proceed."""
-        if self._held is not None:
-            await self._offer(self._held)
-        await self._offer(_END)
-        self.done.set_result(None)
-
-    def fail(self, error: RegistryError, started: bool = False) -> None:
-        if started and not self.started.done():
-            self.started.set_exception(error)
-        if not self.done.done():
-            self.done.set_exception(error)
-        self.detach()
-        if not started:
-            self.queue.put_nowait(error)  # room: detach emptied the queue
-
-    async def _offer(self, item: bytes | object) -> None:
-        if self.attached:
-            await self.queue.put(item)
-
-    def detach(self) -> None:
-        """The first client is gone: the fetch goes on for storage and the followers."""
-        self.attached = False
-        while not self.queue.empty():
-            self.queue.get_nowait()
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while True:
-            item = await self.queue.get()
-            if item is _END:
-                return
-            if isinstance(item, RegistryError):
-                raise item
-            assert isinstance(item, bytes)
-            yield item
-
-
-@dataclass(frozen=True, slots=True)
-class ColdBlob:
-    """A blob being fetched: its bytes as they pass, for the client whose pull started it."""
-
-    info: BlobInfo
-    fetch: _Fetch
-    local_path: None = None
-
-    async def stream(self, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
-        end = None if length is None else offset + length
-        position = 0
-        try:
-            async for chunk in self.fetch.chunks():
-                start, position = position, position + len(chunk)
-                if position <= offset or (end is not None and start >= end):
-                    continue
-                yield chunk[max(offset - start, 0): None if end is None else end - start]
-        finally:
-            self.release()
-
-    async def redirect_url(self, method: str, via: Redirector | None = None) -> str | None:
-        return None  # not stored yet: nothing a redirect could point at
-
-    def release(self) -> None:
-        self.fetch.detach()
-
-
-__all__ = ["ColdBlob", "Mirror", "Resolved", "refusal"]
+__all__ = ["Mirror", "Resolved", "refusal"]

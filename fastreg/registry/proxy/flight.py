@@ -1,0 +1,282 @@
+"""One upstream fetch of a cold blob, streamed to every client as its bytes arrive.
+
+The spool. The fetch writes the upstream's bytes into a `Spool`: an unlinked temporary file on
+this host's disk (in the filesystem driver's root, which its name never enters; else the system
+temp dir): bounded by disk, not memory, and gone with its last descriptor, whatever happens to
+the process. It is hashed as it is written. Every client of the blob
+in this process, the one whose pull started the fetch and those arriving while it runs, reads
+the same file up to the written offset, woken at each advance; on plain HTTP it goes out with
+`sendfile` from the spool (`api/blobs.py`), so N clients cost N kernel copies, not N passes
+through Python. The last byte of the blob is readable only once the whole body hashed to its
+digest: a body that is cut or does not match ends every client's response short (the headers,
+with the Content-Length and the digest, are already out, so a cut connection is the only error
+left to give) and nothing is committed.
+
+The storage write (`Flight.ingest`) is a reader of the spool too: it feeds an ordinary upload
+(`UploadService`: the push path's hash lane, digest check and no-replace publish) at the pace of
+the storage, and commits only when the spool was verified. So no client waits for the storage
+(an object store may be slower than the upstream), the upstream is read as fast as it sends,
+and memory stays bounded by a few batches per lane. Why not the upload's own data file as the
+spool: an object store's writer cannot be read back while it writes, and one mechanism for every
+driver is one to test. The price on the filesystem driver is one more kernel copy per byte.
+
+Across processes (`FetchLocks`): the process that fetches holds a lock named by the digest, and
+the others wait for the blob to be committed and then serve it from storage (streaming across
+processes would mean sharing the spool across hosts; they wait instead). With Redis configured
+(`redis.addr`) the lock is a Redis key (`SET NX PX`, renewed while held, deleted by its holder
+only: the upload lease of leases.py), so it holds across workers and hosts; if its holder dies,
+the key expires and a waiting process takes over. Without Redis it is a `flock` on a file of
+this host (storage/locks.py), keyed by the storage: every worker of the host, not other hosts.
+When Redis does not answer, the host lock is used: a fetch too many is better than no pull.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastreg.registry import layout
+from fastreg.registry.blobs import BlobInfo
+from fastreg.registry.digests import Digest, new_hasher
+from fastreg.registry.errors import ErrorCode, RegistryError
+from fastreg.registry.hashlane import HashLane
+from fastreg.registry.leases import Hold, RedisCommands, take_redis_lease
+from fastreg.registry.redirects import Redirector
+from fastreg.registry.uploads import BATCH, DEPTH, UploadService, batched
+from fastreg.storage.base import Lease, StorageDriver
+from fastreg.storage.locks import HostLocks
+
+log = logging.getLogger("fastreg.proxy")
+
+LOCK_PREFIX = "fastreg::proxyfetch::"
+FLUSH = 0.05  # seconds a batch of the upstream's bytes may wait for more before it is spooled
+POLL = 0.1  # seconds between a waiting process's looks at the lock and at storage
+
+
+def transfer_failed() -> RegistryError:
+    return RegistryError(ErrorCode.UNAVAILABLE, "the upstream blob transfer failed")
+
+
+class Spool:
+    """A blob's bytes as they arrive, in an unlinked local file; readers follow the writer.
+
+    ``size`` is the upstream's Content-Length (None: unknown, then nothing is served from the
+    spool). The file is closed when the writer and every reader have released it.
+    """
+
+    def __init__(self, digest: Digest, size: int | None, directory: str | None = None) -> None:
+        self.digest = digest
+        self.size = size
+        self._file = _unlinked_file(directory)
+        self.fd = self._file.fileno()
+        self.written = 0
+        self.verified = False
+        self.error: RegistryError | None = None
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.ended.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._advanced = asyncio.Event()
+        self._users = 1  # the writer
+
+    # -- the writer ------------------------------------------------------------------------
+
+    async def fill(self, body: AsyncIterator[bytes]) -> None:
+        """Write ``body`` and hash it; verified when it is whole and matches, else raise."""
+        loop = asyncio.get_running_loop()
+        lane = HashLane(new_hasher(self.digest.algorithm), DEPTH)
+        async for batch in batched(body, flush=FLUSH):
+            if self.size is not None and self.written + len(batch) > self.size:
+                raise ValueError(f"more than the announced {self.size} bytes")
+            await lane.feed(batch)  # hashed on its thread while the write runs on another
+            await loop.run_in_executor(None, _pwrite, self.fd, batch, self.written)
+            self.written += len(batch)
+            del batch
+            self._advance()
+        if self.size is not None and self.written != self.size:
+            raise ValueError(f"cut transfer: {self.written} of {self.size} bytes")
+        actual = Digest(self.digest.algorithm, (await lane.settle()).hexdigest())
+        if actual != self.digest:
+            raise ValueError(f"digest mismatch: the bytes are {actual}")
+        self.size = self.written
+        self.verified = True
+        self.ended.set_result(None)
+        self._advance()
+
+    def fail(self, error: RegistryError) -> None:
+        """Every reader's next wait raises ``error`` (their responses are cut)."""
+        if not self.verified and self.error is None:
+            self.error = error
+            self.ended.set_exception(error)
+            self._advance()
+
+    def _advance(self) -> None:
+        event, self._advanced = self._advanced, asyncio.Event()
+        event.set()
+
+    # -- readers ---------------------------------------------------------------------------
+
+    def acquire(self) -> bool:
+        """One more reader; False when the spool is already closed."""
+        if self._users == 0:
+            return False
+        self._users += 1
+        return True
+
+    def release(self) -> None:
+        self._users -= 1
+        if self._users == 0:
+            self._file.close()
+
+    def readable(self) -> int:
+        """How far clients may read: all of it once verified, else short of the last byte."""
+        if self.verified or self.size is None:
+            return self.written
+        return min(self.written, self.size - 1)
+
+    async def wait(self, offset: int, *, tail: bool = True) -> int:
+        """The end of what may be read, once beyond ``offset`` (or the end of the spool);
+        raises the failure. ``tail``: False for the storage write, which reads all written."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            event = self._advanced
+            end = self.readable() if tail else self.written
+            if end > offset or (self.verified and offset >= self.written):
+                return end
+            await event.wait()
+
+    async def chunks(
+        self, offset: int = 0, end: int | None = None, *, tail: bool = True
+    ) -> AsyncIterator[bytes]:
+        """The bytes from ``offset`` to ``end`` (None: the end of the blob) as they are written."""
+        loop = asyncio.get_running_loop()
+        while end is None or offset < end:
+            readable = await self.wait(offset, tail=tail)
+            if end is not None:
+                readable = min(readable, end)
+            if readable <= offset:  # verified, and nothing beyond ``offset``
+                return
+            count = min(readable - offset, BATCH)
+            chunk = await loop.run_in_executor(None, os.pread, self.fd, count, offset)
+            if not chunk:
+                raise ValueError("spool shorter than written")
+            offset += len(chunk)
+            yield chunk
+
+
+def _unlinked_file(directory: str | None) -> Any:
+    """A file without a name (O_TMPFILE where there is one), in ``directory`` when it exists:
+    the filesystem driver's root, so that the spool takes the storage's disk, never a tmpfs."""
+    try:
+        return tempfile.TemporaryFile(prefix="fastreg-proxy-", dir=directory)
+    except FileNotFoundError:
+        return tempfile.TemporaryFile(prefix="fastreg-proxy-")
+
+
+def _pwrite(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledBlob:
+    """A blob being fetched, as a download reads it (a `BlobReader`): from its spool."""
+
+    info: BlobInfo
+    spool: Spool
+    local_path: None = None
+
+    def stream(self, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        return self.spool.chunks(offset, None if length is None else offset + length)
+
+    async def redirect_url(self, method: str, via: Redirector | None = None) -> str | None:
+        return None  # not stored yet: nothing a redirect could point at
+
+    def release(self) -> None:
+        self.spool.release()
+
+
+class Flight:
+    """One cold blob in this process: the fetch's task, and what its clients wait for."""
+
+    def __init__(self, name: str, digest: Digest) -> None:
+        self.name = name
+        self.digest = digest
+        # the spool to read, or None: served from storage (committed meanwhile, or no size)
+        self.started: asyncio.Future[Spool | None] = asyncio.get_running_loop().create_future()
+        self.started.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self.task: asyncio.Task[None] | None = None
+
+    async def reader(self) -> SpooledBlob | None:
+        """What a client reads: the spool, or None when it is to read storage instead."""
+        spool = await asyncio.shield(self.started)
+        if spool is None or spool.size is None:
+            return None
+        if not spool.acquire():  # ended, and every reader gone: committed, or failed
+            if spool.error is not None:
+                raise spool.error
+            return None
+        return SpooledBlob(BlobInfo(self.digest, spool.size), spool)
+
+    def fail(self, error: RegistryError) -> None:
+        if not self.started.done():
+            self.started.set_exception(error)
+
+    async def ingest(self, uploads: UploadService, spool: Spool) -> None:
+        """The spool into an upload, committed once the spool was verified (else cancelled)."""
+        upload = await uploads.start(self.name, self.digest.algorithm)
+        try:
+            await uploads.append(self.name, upload.upload_id, spool.chunks(tail=False))
+            await spool.ended  # raises the fetch's failure
+            await uploads.finish(self.name, upload.upload_id, self.digest)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await uploads.cancel(self.name, upload.upload_id)
+            raise
+
+
+class FetchLocks:
+    """Which process fetches a cold blob: a Redis lock when configured, else a host lock."""
+
+    def __init__(self, driver: StorageDriver, redis: RedisCommands | None) -> None:
+        self.driver = driver
+        self.redis = redis
+        root = getattr(driver, "root", None)
+        self.root = root if isinstance(root, str) else None  # the filesystem driver's
+        # its `lease` locks an existing file: a lock file of this host named after the root
+        # instead; the object stores' leases lock names already
+        self._host = HostLocks(f"filesystem:{self.root}") if self.root is not None else None
+
+    async def take(self, digest: Digest) -> Lease | None:
+        """The lock of ``digest``, or None while another process holds it."""
+        if self.redis is not None:
+            try:
+                return await take_redis_lease(self.redis, LOCK_PREFIX + str(digest), Hold(str(digest)))
+            except RegistryError:
+                log.warning("redis unreachable: blob %s is locked on this host only", digest)
+        if self._host is not None:
+            return await asyncio.to_thread(self._host.lease, str(digest))
+        return await self.driver.lease(layout.blob_data(digest) + ".proxyfetch")
+
+    async def wait_turn(self, digest: Digest, stored: Any) -> Lease | None:
+        """Take the lock of ``digest`` (waiting while another process holds it), or None once
+        ``stored()`` says the blob is committed: the caller then serves it from storage."""
+        while True:
+            lease = await self.take(digest)
+            if await stored():
+                if lease is not None:
+                    await lease.release()
+                return None
+            if lease is not None:
+                return lease
+            await asyncio.sleep(POLL)
+
+
+__all__ = ["FetchLocks", "Flight", "Spool", "SpooledBlob", "transfer_failed"]
