@@ -154,6 +154,11 @@ class Registry:
     async def repositories(self) -> list[str]:
         return await self.catalog.all()
 
+    async def settled(self) -> None:
+        """Every mirror's fetches in flight ended (`Mirror.settled`)."""
+        for mirror in self.mirrors.values():
+            await mirror.settled()
+
     async def close(self) -> None:
         for mirror in self.mirrors.values():
             await mirror.close()

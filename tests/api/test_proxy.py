@@ -56,6 +56,7 @@ async def pull(client: Client, name: str, tag: str) -> tuple[str, dict[str, byte
         got = await client.get(f"/v2/{name}/blobs/{d['digest']}")
         assert got.status == 200, await got.text()
         blobs[d["digest"]] = await got.read()
+    await client.app[REGISTRY].settled()  # the last blob committed, not only served
     return resp.headers["Docker-Content-Digest"], blobs
 
 

@@ -260,6 +260,13 @@ class Mirror:
             log.warning("tags of %s from the cache: upstream failed: %s", name, exc)
             return await self.tags.all(name)
 
+    async def settled(self) -> None:
+        """Return once every fetch in flight here has committed or failed: a client is streamed
+        a cold blob's bytes before they are stored, so its pull can end before the commit."""
+        while self._inflight:
+            tasks = [f.task for f in self._inflight.values() if f.task is not None]
+            await asyncio.wait(tasks) if tasks else await asyncio.sleep(0)
+
     async def close(self) -> None:
         for flight in list(self._inflight.values()):
             if flight.task is not None:
