@@ -163,9 +163,19 @@ def assert_cached(setup: Setup) -> None:
             assert (blobs / hexd[:2] / hexd / "data").read_bytes() == data, digest
 
 
-def pull_again_from_the_cache(setup: Setup) -> None:
-    """Stop the upstream: the next pulls by tag can only be the mirror's cached (stale) tags."""
+def pull_twice(setup: Setup, pull: Callable[[Pushed], object], forget: Callable[[Pushed], object],
+               check: Callable[[Pushed, str], None]) -> None:  # fmt: skip
+    """Pull and check both images; then stop the upstream, make the client forget them, and
+    pull again: what comes now can only be the mirror's cache (tags served stale)."""
+    for image in setup.images:
+        pull(image)
+        check(image, "first")
+    assert_cached(setup)
     setup.hub.stop()
+    for image in setup.images:
+        forget(image)
+        pull(image)
+        check(image, "again")
 
 
 # --------------------------------------------------------------------------- docker
@@ -202,15 +212,9 @@ def test_docker_daemon_pulls_through_the_mirror(
     setup: Setup, dockerd: Callable[[str], Dockerd]
 ) -> None:
     docker = dockerd(setup.mirror.host)
-    for image in setup.images:
-        docker("pull", docker_name(image))
-        check_docker(docker, image)
-    assert_cached(setup)
-    pull_again_from_the_cache(setup)
-    for image in setup.images:
-        docker("rmi", docker_name(image))
-        docker("pull", docker_name(image))
-        check_docker(docker, image)
+    pull_twice(setup, lambda image: docker("pull", docker_name(image)),
+               lambda image: docker("rmi", docker_name(image)),
+               lambda image, _: check_docker(docker, image))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- containerd
@@ -228,16 +232,14 @@ def test_containerd_pulls_through_the_mirror(
     setup: Setup, containerd: Callable[[str], Containerd]
 ) -> None:
     ctr = containerd(setup.mirror.host)
-    for image in setup.images:
-        ctr.pull(image.hub_ref)  # unpacked too: each layer's diff ID is checked
-        check_ctr(ctr, image)
-    assert_cached(setup)
-    pull_again_from_the_cache(setup)
-    for image in setup.images:
+
+    def forget(image: Pushed) -> None:
         ctr("images", "rm", "--sync", image.hub_ref)
         ctr("content", "rm", image.digest, *image.blobs)
-        ctr.pull(image.hub_ref)
-        check_ctr(ctr, image)
+
+    # `ctr images pull` unpacks too: each layer's diff ID is checked
+    pull_twice(setup, lambda image: ctr.pull(image.hub_ref), forget,
+               lambda image, _: check_ctr(ctr, image))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- podman
@@ -269,12 +271,7 @@ def test_podman_pulls_through_the_mirror(
 ) -> None:
     # with `proxy.upstreams`, podman names the namespace as the mirror location's path
     pm = podman(setup.mirror.host, "/docker.io" if setup.shape == "upstreams" else "")
-    for image in setup.images:
-        pm.pull(image.hub_ref)
-        check_podman(pm, image, tmp_path / f"saved-{image.name.replace('/', '-')}")
-    assert_cached(setup)
-    pull_again_from_the_cache(setup)
-    for image in setup.images:
-        pm("rmi", image.hub_ref)
-        pm.pull(image.hub_ref)
-        check_podman(pm, image, tmp_path / f"again-{image.name.replace('/', '-')}")
+    pull_twice(setup, lambda image: pm.pull(image.hub_ref),
+               lambda image: pm("rmi", image.hub_ref),
+               lambda image, when: check_podman(
+                   pm, image, tmp_path / f"{when}-{image.name.replace('/', '-')}"))  # fmt: skip
