@@ -48,7 +48,6 @@ CREDS = ("alice", "alice-pw")
 BASE = "fastreg-it-base"  # `docker pull fastreg-it-base` is library/fastreg-it-base on Docker Hub
 APP = "org/app"
 
-NEEDS_UPSTREAMS = pytest.mark.xfail(strict=False, reason="needs proxy.upstreams")
 # (upstream auth, mirror config shape): `remoteurl` is Distribution's single upstream;
 # `upstreams` fastreg's list with a docker.io namespace and no default, which clients reach by
 # containerd's `ns` parameter or a `docker.io/` name prefix; `both` adds the top-level default
@@ -57,9 +56,8 @@ SINGLE = [
     pytest.param(("htpasswd", "remoteurl"), id="htpasswd-remoteurl"),
     pytest.param(("token", "remoteurl"), id="token-remoteurl"),
 ]
-ROUTED = [*SINGLE, pytest.param(("token", "upstreams"), id="token-upstreams",
-                                marks=NEEDS_UPSTREAMS)]  # fmt: skip
-DOCKER = [*SINGLE, pytest.param(("token", "both"), id="token-default-and-upstreams")]
+ROUTED = [*SINGLE, pytest.param(("htpasswd", "upstreams"), id="htpasswd-upstreams")]
+DOCKER = [*SINGLE, pytest.param(("htpasswd", "both"), id="htpasswd-default-and-upstreams")]
 
 
 @dataclass
