@@ -10,6 +10,8 @@ if [ "${1:-run}" = "test" ]; then
   # Azurite (the azure driver tests) is an npm package: Node.js and npm, unless already there
   command -v node >/dev/null || want+=(nodejs)
   command -v npm >/dev/null || want+=(npm)
+  # the container clients pulling through the mirror (tests/integration/test_proxy_clients.py)
+  want+=(docker.io containerd podman)
 fi
 if [ "${1:-run}" = "bench" ]; then
   # `make bench`: the server compared against, the load tools, nginx as the sendfile reference
@@ -46,5 +48,7 @@ for svc in swift-proxy swift-account swift-container swift-object memcached; do
     $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
   fi
 done
+# Debian's docker.io and containerd packages enable system services; the tests start private
+# ones (own sockets and directories), so a running system instance is left alone, not stopped.
 # Debian's redis-server package starts a system instance; the tests start their own on ephemeral
 # ports and do not need it.

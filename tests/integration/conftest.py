@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from tests.auth.tokens import make_key, write_bundle, write_htpasswd
 from tests.backends import BACKENDS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -466,6 +467,88 @@ def registry(
     kind = request.param
     factory = distribution_server if kind == "distribution" else fastreg_server
     return factory(tmp_path / f"{kind}-root")
+
+
+# --------------------------------------------------------------------------- token issuer
+
+SERVICE = "fastreg-it"
+ISSUER = "fastreg-it-issuer"
+ACL = """
+rules:
+  - users: [alice]
+    repositories: ["alice/**", "shared/*", "library/*", "org/*"]  # the last two: Docker Hub's shape
+    actions: [pull, push, delete]
+  - users: ["*"]
+    repositories: ["shared/*"]
+    actions: [pull]
+"""
+
+
+def fastreg_env() -> dict[str, str]:
+    """The environment of a `python -m fastreg` child: this checkout first, no stray REGISTRY_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return env
+
+
+@pytest.fixture
+def issuer_files(tmp_path: Path) -> dict[str, str]:
+    key = make_key("rsa", cn="fastreg-it-issuer")
+    (tmp_path / "token.key").write_bytes(key.pem())
+    (tmp_path / "acl.yml").write_text(ACL)
+    return {
+        "key": str(tmp_path / "token.key"),
+        "cert": write_bundle(tmp_path / "token.crt", key),
+        "htpasswd": write_htpasswd(tmp_path / "htpasswd", {"alice": "alice-pw", "bob": "bob-pw"}),
+        "acl": str(tmp_path / "acl.yml"),
+    }
+
+
+@pytest.fixture
+def token_server(tmp_path: Path, issuer_files: dict[str, str]) -> Iterator[str]:
+    """`fastreg token-server` on 127.0.0.1; yields its realm URL."""
+    port = free_port()
+    cfg = tmp_path / "tokenserver.yml"
+    cfg.write_text(registry_config(tmp_path / "unused", port, {"auth": {"token": {
+        "realm": f"http://127.0.0.1:{port}/token", "service": SERVICE, "issuer": ISSUER,
+        "rootcertbundle": issuer_files["cert"],
+        "tokenserver": {"key": issuer_files["key"], "htpasswd": issuer_files["htpasswd"],
+                        "acl": issuer_files["acl"], "addr": f"127.0.0.1:{port}"},
+    }}}))
+    log = open(tmp_path / "tokenserver.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "fastreg", "token-server", str(cfg)],
+                            stdout=log, stderr=subprocess.STDOUT, env=fastreg_env(),
+                            start_new_session=True)
+    realm = f"http://127.0.0.1:{port}/token"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, (tmp_path / "tokenserver.log").read_text()
+            try:
+                with opener.open(f"{realm}?service={SERVICE}", timeout=2) as resp:
+                    assert json.loads(resp.read())["token"]
+                    break
+            except (urllib.error.URLError, OSError):
+                assert time.monotonic() < deadline, (tmp_path / "tokenserver.log").read_text()
+                time.sleep(0.1)
+        yield realm
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+def token_auth(realm: str, cert: str) -> dict:
+    """The `auth.token` section of a registry trusting the issuer of ``token_server``."""
+    return {"auth": {"token": {"realm": realm, "service": SERVICE, "issuer": ISSUER,
+                               "rootcertbundle": cert}}}
 
 
 # --------------------------------------------------------------------------- skopeo

@@ -7,54 +7,28 @@ every registry here listens.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.auth.tokens import make_key, write_bundle, write_htpasswd
-
 from .conftest import (
-    REPO_ROOT,
+    ISSUER,
     SERVERS_KEY,
+    SERVICE,
     ServerFactory,
     ServerProcess,
     Skopeo,
     SkopeoError,
+    fastreg_env,
     free_port,
     registry_config,
+    token_auth,
 )
 from .images import make_oci_image, oci_ref_digest
 
 pytestmark = pytest.mark.integration
-
-SERVICE = "fastreg-it"
-ISSUER = "fastreg-it-issuer"
-ACL = """
-rules:
-  - users: [alice]
-    repositories: ["alice/**", "shared/*"]
-    actions: [pull, push, delete]
-  - users: ["*"]
-    repositories: ["shared/*"]
-    actions: [pull]
-"""
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return env
-
 
 @pytest.fixture
 def private_skopeo(skopeo: Skopeo, tmp_path: Path) -> Skopeo:
@@ -66,19 +40,6 @@ def private_skopeo(skopeo: Skopeo, tmp_path: Path) -> Skopeo:
     authfile.write_text("{}")
     return Skopeo(home=home, authfile=authfile, policy=skopeo.policy,
                   registries_conf=skopeo.registries_conf, registries_d=skopeo.registries_d)
-
-
-@pytest.fixture
-def issuer_files(tmp_path: Path) -> dict[str, str]:
-    key = make_key("rsa", cn="fastreg-it-issuer")
-    (tmp_path / "token.key").write_bytes(key.pem())
-    (tmp_path / "acl.yml").write_text(ACL)
-    return {
-        "key": str(tmp_path / "token.key"),
-        "cert": write_bundle(tmp_path / "token.crt", key),
-        "htpasswd": write_htpasswd(tmp_path / "htpasswd", {"alice": "alice-pw", "bob": "bob-pw"}),
-        "acl": str(tmp_path / "acl.yml"),
-    }
 
 
 @pytest.fixture
@@ -95,7 +56,7 @@ def own_fastreg(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
         cfg = work / "config.yml"
         cfg.write_text(registry_config(root, port, extra))
         server = ServerProcess("fastreg", root, port, cfg,
-                               [sys.executable, "-m", "fastreg", "serve", str(cfg)], _env(),
+                               [sys.executable, "-m", "fastreg", "serve", str(cfg)], fastreg_env(),
                                work / "server.log")
         started.append(server)
         request.node.stash[SERVERS_KEY].append(server)
@@ -104,50 +65,6 @@ def own_fastreg(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     yield start
     for server in started:
         server.stop()
-
-
-@pytest.fixture
-def token_server(tmp_path: Path, issuer_files: dict[str, str]) -> Iterator[str]:
-    """`fastreg token-server` on 127.0.0.1; yields its realm URL."""
-    port = free_port()
-    cfg = tmp_path / "tokenserver.yml"
-    cfg.write_text(registry_config(tmp_path / "unused", port, {"auth": {"token": {
-        "realm": f"http://127.0.0.1:{port}/token", "service": SERVICE, "issuer": ISSUER,
-        "rootcertbundle": issuer_files["cert"],
-        "tokenserver": {"key": issuer_files["key"], "htpasswd": issuer_files["htpasswd"],
-                        "acl": issuer_files["acl"], "addr": f"127.0.0.1:{port}"},
-    }}}))
-    log = open(tmp_path / "tokenserver.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "fastreg", "token-server", str(cfg)],
-                            stdout=log, stderr=subprocess.STDOUT, env=_env(),
-                            start_new_session=True)
-    realm = f"http://127.0.0.1:{port}/token"
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, (tmp_path / "tokenserver.log").read_text()
-            try:
-                with opener.open(f"{realm}?service={SERVICE}", timeout=2) as resp:
-                    assert json.loads(resp.read())["token"]
-                    break
-            except (urllib.error.URLError, OSError):
-                assert time.monotonic() < deadline, (tmp_path / "tokenserver.log").read_text()
-                time.sleep(0.1)
-        yield realm
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
-
-
-def _token_auth(realm: str, cert: str) -> dict:
-    return {"auth": {"token": {"realm": realm, "service": SERVICE, "issuer": ISSUER,
-                               "rootcertbundle": cert}}}
 
 
 def test_skopeo_through_the_embedded_issuer(
@@ -180,7 +97,7 @@ def test_skopeo_login_with_the_standalone_issuer_on_fastreg_and_distribution(
 ) -> None:
     """The same tokens work on fastreg and on CNCF Distribution 2.8 (libtrust kid, RS256)."""
     img = make_oci_image(tmp_path / "src", "latest", layers=[2048])
-    auth = _token_auth(token_server, issuer_files["cert"])
+    auth = token_auth(token_server, issuer_files["cert"])
     for factory in (fastreg_server, distribution_server):
         server = factory(tmp_path / f"root-{id(factory)}", auth)
         private_skopeo("login", "--tls-verify=false", "--authfile", str(private_skopeo.authfile),

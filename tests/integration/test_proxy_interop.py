@@ -19,15 +19,10 @@ from tests.auth.tokens import write_htpasswd
 from tests.integration.test_process import start_fastreg
 from tests.redis_server import RedisServer, redis_server  # noqa: F401 - fixture
 
-from . import test_auth_skopeo as auth_tests
-from .conftest import ServerFactory, ServerProcess, Skopeo, SkopeoError
+from .conftest import ServerFactory, ServerProcess, Skopeo, SkopeoError, token_auth
 from .images import file_digest, make_oci_image, oci_ref_digest
 
 pytestmark = pytest.mark.integration
-
-# the token issuer's fixtures (fastreg's own token server, its key and htpasswd), reused
-issuer_files = auth_tests.issuer_files
-token_server = auth_tests.token_server
 
 CREDS = "alice:alice-pw"
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -139,7 +134,7 @@ def test_token_auth_upstream(
     tmp_path: Path,
 ) -> None:
     """The Docker Hub shape: Bearer challenge, realm, service, scope; tokens from fastreg's issuer."""
-    upstream = distribution_server(tmp_path / "upstream", auth_tests._token_auth(
+    upstream = distribution_server(tmp_path / "upstream", token_auth(
         token_server, issuer_files["cert"]))
     mirror = fastreg_server(tmp_path / "mirror", {"proxy": {
         "remoteurl": upstream.url, "username": "alice", "password": "alice-pw"}})  # fmt: skip
