@@ -198,7 +198,8 @@ def _client_addr(request: web.Request) -> str:
         host, port = str(peer[0]), peer[1]
     else:  # a unix socket, or a connection gone already
         host, port = request.remote or "", None
-    trusted = request.app[HTTP].trustedproxies
+    http = request.app.get(HTTP)  # absent on an app without the registry's settings (token server)
+    trusted = http.trustedproxies if http is not None else None
     if trusted and trusted.trusts(host):
         forwarded = _forwarded_client(request, trusted)
         if forwarded:
