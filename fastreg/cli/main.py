@@ -31,6 +31,7 @@ from fastreg.server.app import create_app
 from fastreg.server.debug import start_debug_server
 from fastreg.server.logs import setup_logging
 from fastreg.server.metrics import multiprocess_mode, private_directory, worker_died
+from fastreg.server.tracing import startup_warnings
 from fastreg.storage.base import StorageError
 from fastreg.storage.factory import UnknownDriver
 
@@ -212,6 +213,8 @@ def serve(path: str | None, workers: int) -> int:
     except (ConfigError, OSError) as exc:
         print(f"fastreg: configuration error: {exc}", file=sys.stderr)
         return 2
+    for warning in startup_warnings(os.environ):  # once here; the workers do not repeat it
+        log.warning(warning)
     raise_open_files_limit()  # before any worker starts: they inherit it
     # ps, top and `systemctl status` name each process by its role and address (setproctitle
     # rewrites the command line /proc/<pid>/cmdline shows), not by the interpreter's arguments

@@ -43,6 +43,7 @@ from fastreg.server.health import setup_health
 from fastreg.server.maintenance import setup_maintenance
 from fastreg.server.metrics import METRICS, Metrics
 from fastreg.server.pipeline import setup_pipeline
+from fastreg.server.tracing import setup_tracing, trace_storage
 from fastreg.storage.base import StorageDriver
 from fastreg.storage.factory import create_driver
 from fastreg.storage.instrumented import instrument
@@ -136,9 +137,10 @@ def http_settings(config: Config) -> HTTPSettings:
 def create_app(config: Config, driver: StorageDriver | None = None) -> web.Application:
     """Build the registry application. ``driver`` overrides the configured one (tests)."""
     app = web.Application(client_max_size=4 * 1024 * 1024, handler_args=HTTP_PARSER_LIMITS)
+    setup_tracing(app)  # first: its shutdown, the last cleanup, exports the last spans
     app[METRICS] = Metrics()  # per application, never global
     storage = instrument(
-        driver or create_driver(config.storage.driver, config.storage.params),
+        trace_storage(app, driver or create_driver(config.storage.driver, config.storage.params)),
         app[METRICS],
     )
     descriptors, tags = caches(config)

@@ -21,6 +21,7 @@ from fastreg.notify.service import NOTIFIER
 from fastreg.registry.proxy.stats import ARTIFACTS
 from fastreg.server.health import HEALTH
 from fastreg.server.metrics import CONTENT_TYPE, METRICS, sync_forever
+from fastreg.server.tracing import tracing_vars
 
 log = logging.getLogger("fastreg.health")  # the name it always had: log lines unchanged
 
@@ -127,6 +128,7 @@ async def debug_vars(request: web.Request) -> web.Response:
         "health": {c.name: {"failing": c.failing, "failures": c.failures, "error": c.error}
                    for c in main[HEALTH].checks},
         "notifications": notifier.stats() if notifier is not None else {"endpoints": {}},
+        "tracing": tracing_vars(main),
     }
     return web.json_response(body)
 

@@ -3,6 +3,10 @@
 aiohttp runs the list around the router's handler (for `/v2/...`, `fastreg.api.routes.dispatch`,
 which checks method, name and read-only mode and calls the endpoint's handler):
 
+- Before all, only with tracing (`OTEL_*`, server/tracing.py): `trace_request`, the request's
+  server span, outermost so that it covers every step below, the route match included, and the
+  status finally sent; the storage calls inside are its children.
+
 1. `resolve_route` (api/routes.py): matches the route table, the only time a request is matched,
    and puts route, parameters and (once checked) repository on the request (`RESOLVED`) for
    every step below. First, because metrics count the request in flight by its route; it only
@@ -36,6 +40,7 @@ from fastreg.auth.middleware import ACCESS, authorize
 from fastreg.notify.service import NOTIFIER, notify
 from fastreg.server.health import health_gate
 from fastreg.server.metrics import observe
+from fastreg.server.tracing import TRACING
 
 
 def middlewares(app: web.Application) -> list[Middleware]:
@@ -47,6 +52,8 @@ def middlewares(app: web.Application) -> list[Middleware]:
         pipeline.append(authorize)
     if NOTIFIER in app:
         pipeline.append(notify)
+    if TRACING in app:
+        pipeline.insert(0, app[TRACING].middleware)
     return pipeline
 
 
