@@ -59,8 +59,11 @@ def start_mirror(
 
 
 def gets(server: ServerProcess, path: str) -> int:
-    """GETs of ``path`` answered 200 in a fastreg's access log (its text or JSON lines)."""
-    return len(re.findall(rf"GET {re.escape(path)} 200['\"]", server.output()))
+    """GETs of ``path`` answered 200 in a fastreg's access log (Distribution's "response
+    completed" lines, logfmt or JSON)."""
+    fields = [r"http\.request\.method\W+GET\b", rf"http\.request\.uri\W+{re.escape(path)}\b",
+              r"http\.response\.status\W+200\b"]
+    return sum(all(re.search(f, line) for f in fields) for line in server.output().splitlines())
 
 
 def test_two_upstreams_and_a_local_repository_in_one_mirror(
