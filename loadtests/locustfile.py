@@ -196,7 +196,8 @@ class CIUser(RegistryUser):
 class ReleaseUser(RegistryUser):
     """Mostly pushes (70 %), then checks of what was released: pull it back, list the tags."""
 
-    first_round = ("chunked", "monolithic", "streamed", "verify", "tags")
+    # what the tests assert first: a short run on a loaded machine may end inside on_start
+    first_round = ("monolithic", "tags", "verify", "chunked", "streamed")
 
     @task(3)
     def chunked(self) -> None:

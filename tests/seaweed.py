@@ -8,6 +8,7 @@ S3 on purpose start their own instance with `SeaweedFS(...)` and `stop()`/`start
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -97,6 +98,7 @@ class SeaweedFS:
         # afresh (volumes report themselves again; the filer's metadata is kept).
         shutil.rmtree(data / f"m{master}", ignore_errors=True)
         self.s3_port = s3
+        self._drop_sockets()
         argv = [
             weed_binary(), "server",
             "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
@@ -108,9 +110,9 @@ class SeaweedFS:
             f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
             "-volume.max=0",
             "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
-            f"-filer.localSocket={self.workdir}/filer.sock",
+            f"-filer.localSocket={self._socket(filer)}",
             "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}",
-            f"-s3.localSocket={self.workdir}/s3.sock",
+            f"-s3.localSocket={self._socket(s3)}",
             "-s3.port.iceberg=0", "-s3.port.lance=0",
             f"-s3.config={self.workdir / 's3.json'}",
         ]  # fmt: skip
@@ -123,6 +125,19 @@ class SeaweedFS:
             self.stop()
             raise
         return self
+
+    @staticmethod
+    def _socket(port: int) -> str:
+        """A unix socket path named by its TCP twin's port: under /tmp, not the work directory,
+        whose path (pytest-xdist's popen-gwN/...) can pass the 108 bytes a socket path may have."""
+        return f"/tmp/weed-{port}.sock"
+
+    def _drop_sockets(self) -> None:
+        """Remove the filer's and the gateway's sockets (a killed weed leaves them behind)."""
+        if self._ports is not None:
+            for port in (self._ports[4], self._ports[6]):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._socket(port))
 
     def _wait_ready(self) -> None:
         """S3 answers an authenticated call (the filer and a volume are up behind it)."""
@@ -180,6 +195,7 @@ class SeaweedFS:
         if proc is not None:
             terminate([proc], TERM_GRACE, STOP_TIMEOUT)
         LIVE.discard(self)
+        self._drop_sockets()
 
     def kill(self) -> None:
         """Stop abruptly, as a crash or a network cut would."""
@@ -187,6 +203,7 @@ class SeaweedFS:
         if proc is not None:
             kill(proc, STOP_TIMEOUT)
         LIVE.discard(self)
+        self._drop_sockets()
 
     def new_bucket(self) -> str:
         name = f"t-{uuid.uuid4().hex[:20]}"

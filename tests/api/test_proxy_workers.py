@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from fastreg.api.context import REGISTRY
 from fastreg.config.load import parse_config
 from fastreg.server.app import create_app
 from tests.api.conftest import config_text
@@ -105,5 +106,8 @@ async def test_a_bad_blob_on_two_workers_caches_nothing(
     await asyncio.gather(one(a), one(b))  # b waits for a's fetch, finds nothing, fetches itself
     assert upstream.gets("blobs") == 2
     upstream.corrupt.clear()
+    # the clients saw the resets; the workers may still be ending the bad fetches (a pull joining
+    # one would be reset too)
+    await asyncio.gather(a.app[REGISTRY].settled(), b.app[REGISTRY].settled())
     results = await pull_all([a, b], digest, 2)
     assert all(r == data for r in results) and upstream.gets("blobs") == 3

@@ -72,8 +72,10 @@ class SwiftObjects:
     async def put(
         self, path: str, key: str, data: bytes, headers: Mapping[str, str] | None = None
     ) -> None:
+        # 202: the proxy's "Object PUT returning 202 for 409": a racing PUT with the same or a
+        # later timestamp is already stored whole; a racing writer is promised no more than that
         await self.swift.request(
-            "put", path, "PUT", key, body=data, expect=(201,),
+            "put", path, "PUT", key, body=data, expect=(201, 202),
             headers={"Content-Type": CONTENT_TYPE, **(headers or {})},
         )  # fmt: skip
 
