@@ -6,9 +6,11 @@ in ``proxy:`` mode), started fresh on an empty root with the same ``config.yml``
 
 - direct: the blob pulled straight from the upstream (the reference of the cold pull);
 - cold: the first pull through the mirror (fetched from the upstream while served);
-- warm: the next pull, from the mirror's storage;
+- warm: the next pull, from the mirror's storage, against the same pull from a plain registry
+  of the same kind (not a mirror) holding the blob;
 - cold x N: a fresh mirror, ``--clients`` clients pulling the cold blob at once: their aggregate
-  rate, and how many bytes the upstream served for it (from its access log).
+  rate (against one client's cold pull), and how many bytes the upstream served for it (from its
+  access log).
 
 Every pull checks the length and sha256. Figures are medians over ``--rounds`` and printed,
 never asserted.
@@ -35,6 +37,7 @@ from benchmarks.servers import Registry, start_registry
 
 MiB = 1024 * 1024
 REPO = "bench/proxy"
+KINDS = ("fastreg", "distribution")
 
 
 def _timed(fn: object, *args: object) -> float:
@@ -58,15 +61,19 @@ def run(size: int, rounds: int, n: int, tmp: Path) -> dict[str, dict[str, list[f
     upstream = start_registry("distribution", tmp / "upstream", accesslog=True)
     blob = Blob(900, size)
     path = f"/v2/{REPO}/blobs/{blob.digest}"
+    plain = {kind: start_registry(kind, tmp / f"plain-{kind}") for kind in KINDS}
     figures: dict[str, dict[str, list[float]]] = {}
     try:
         clients.push_monolithic(upstream.port, REPO, blob)
+        for registry in plain.values():
+            clients.push_monolithic(registry.port, REPO, blob)
         for r in range(rounds):
-            for kind in (("fastreg", "distribution") if r % 2 == 0 else ("distribution", "fastreg")):
-                f = figures.setdefault(kind, {"direct": [], "cold": [], "warm": [],
+            for kind in (KINDS if r % 2 == 0 else KINDS[::-1]):
+                f = figures.setdefault(kind, {"direct": [], "cold": [], "warm": [], "plain": [],
                                               "cold xN": [], "upstream MiB for xN": []})
                 print(f"  round {r + 1}/{rounds} {kind} ...", file=sys.stderr, flush=True)
                 f["direct"].append(size / MiB / _timed(clients.pull, upstream.port, path, blob))
+                f["plain"].append(size / MiB / _timed(clients.pull, plain[kind].port, path, blob))
                 mirror = _mirror(kind, tmp / f"{kind}-{r}", upstream)
                 try:
                     f["cold"].append(size / MiB / _timed(clients.pull, mirror.port, path, blob))
@@ -87,6 +94,8 @@ def run(size: int, rounds: int, n: int, tmp: Path) -> dict[str, dict[str, list[f
                     shutil.rmtree(tmp / f"{kind}-{r}-n", ignore_errors=True)
     finally:
         upstream.stop()
+        for registry in plain.values():
+            registry.stop()
     return figures
 
 
@@ -103,13 +112,17 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\n{args.size} MiB blob, {args.rounds} rounds (medians), cold x N with {args.clients} clients\n")
     print("| mirror | direct from upstream MiB/s | cold MiB/s | cold / direct | warm MiB/s "
-          "| cold x N aggregate MiB/s | upstream MiB served for x N |")
-    print("|---|---|---|---|---|---|---|")
+          "| plain registry MiB/s | warm / plain | cold x N aggregate MiB/s | x N / cold "
+          "| upstream MiB served for x N |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for kind, f in figures.items():
         m = {k: statistics.median(v) for k, v in f.items()}
         print(f"| {kind} | {m['direct']:.0f} | {m['cold']:.0f} | {m['cold'] / m['direct']:.2f}x "
-              f"| {m['warm']:.0f} | {m['cold xN']:.0f} | {m['upstream MiB for xN']:.0f} |")
-
+              f"| {m['warm']:.0f} | {m['plain']:.0f} | {m['warm'] / m['plain']:.2f}x "
+              f"| {m['cold xN']:.0f} | {m['cold xN'] / m['cold']:.2f}x "
+              f"| {m['upstream MiB for xN']:.0f} |")
+    for kind, f in figures.items():  # the spread behind each median
+        print(f"\n{kind}: " + "; ".join(f"{k} " + " ".join(f"{x:.0f}" for x in v) for k, v in f.items()))
 
 if __name__ == "__main__":
     main()

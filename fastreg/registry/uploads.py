@@ -35,7 +35,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fastreg.registry import layout
 from fastreg.registry.blobs import BlobInfo, BlobStore
@@ -56,6 +56,18 @@ class UploadStatus:
     name: str
     upload_id: str
     offset: int
+
+
+class Progress(Protocol):
+    """Told of an upload's bytes as they reach storage, and of its digest check passing: a
+    mirror's clients read the data file as it grows (proxy/flight.py)."""
+
+    #: seconds a batch may wait for more bytes before it is written (None: until BATCH)
+    flush: float | None
+
+    def written(self, size: int) -> None: ...
+
+    def verified(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -138,13 +150,14 @@ class UploadService:
         body: AsyncIterator[bytes],
         start: int | None = None,
         length: int | None = None,
+        progress: Progress | None = None,
     ) -> UploadStatus:
         """Add a chunk. ``start`` (from Content-Range) must equal the current offset."""
         async with self._hold(name, upload_id) as hold:
             status = await self.status(name, upload_id)
             self._check_range(status.offset, start)
             try:
-                offset = await self._write(name, upload_id, body, status.offset, hold)
+                offset = await self._write(name, upload_id, body, status.offset, hold, progress)
             except StorageError:
                 await self._check_alive(name, upload_id)  # a cancel elsewhere may be the cause
                 raise
@@ -163,6 +176,7 @@ class UploadService:
         digest: Digest,
         body: AsyncIterator[bytes] | None = None,
         start: int | None = None,
+        progress: Progress | None = None,
     ) -> BlobInfo:
         """Append a last chunk, verify the digest, and make the blob visible atomically."""
         async with self._hold(name, upload_id) as hold:
@@ -177,6 +191,8 @@ class UploadService:
                 raise RegistryError(
                     ErrorCode.DIGEST_INVALID, detail={"expected": str(digest), "actual": str(actual)}
                 )
+            if progress is not None:
+                progress.verified()
             hold.check()
             await self._commit(name, upload_id, BlobInfo(digest, offset))
             return BlobInfo(digest, offset)
@@ -242,7 +258,13 @@ class UploadService:
         return hasher
 
     async def _write(
-        self, name: str, upload_id: str, body: AsyncIterator[bytes], offset: int, hold: Hold
+        self,
+        name: str,
+        upload_id: str,
+        body: AsyncIterator[bytes],
+        offset: int,
+        hold: Hold,
+        progress: Progress | None = None,
     ) -> int:
         live = await self._live_hash(name, upload_id, self._algorithm_of(upload_id), offset)
         self._live.pop(upload_id, None)  # invalid until the write completes
@@ -252,7 +274,7 @@ class UploadService:
             raise unknown(upload_id) from None
         try:
             with hold.interruptible():
-                await _ingest(writer, live.lane, body)
+                await _ingest(writer, live.lane, body, progress)
             await writer.commit()
             live.offset = writer.size
         except PathNotFound:
@@ -296,7 +318,9 @@ class UploadService:
             pass
 
 
-async def _ingest(writer: FileWriter, hashing: HashLane, body: AsyncIterator[bytes]) -> None:
+async def _ingest(
+    writer: FileWriter, hashing: HashLane, body: AsyncIterator[bytes], progress: Progress | None = None
+) -> None:
     """Hash and write the body on two independent lanes while it is read from the client.
 
     Each lane keeps the batches in order, and neither waits for the other: the next batch is
@@ -313,10 +337,12 @@ async def _ingest(writer: FileWriter, hashing: HashLane, body: AsyncIterator[byt
         while (batch := await queue.get()) is not None:
             await writer.write(batch)
             del batch
+            if progress is not None:
+                progress.written(writer.size)
 
     workers = [asyncio.ensure_future(write_lane())]
     try:
-        async for batch in batched(body):
+        async for batch in batched(body, flush=None if progress is None else progress.flush):
             await hashing.feed(batch)
             await _feed(queue, batch, workers)
             del batch

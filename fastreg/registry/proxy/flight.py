@@ -64,19 +64,22 @@ def transfer_failed() -> RegistryError:
 
 
 class Spool:
-    """A blob's bytes as they arrive, in an unlinked local file; readers follow the writer.
+    """A blob's bytes as they arrive, in a local file; readers follow the writer.
 
     ``size`` is the upstream's Content-Length (None: unknown, then nothing is served from the
-    spool). The file is closed when the writer and every reader have released it.
+    spool). ``file`` is closed when the writer and every reader have released it. A spool is
+    the upload's `Progress` when the upload's data file is the spool (the filesystem driver).
     """
 
-    def __init__(self, digest: Digest, size: int | None, directory: str | None = None) -> None:
+    flush: float | None = FLUSH
+
+    def __init__(self, digest: Digest, size: int | None, file: Any) -> None:
         self.digest = digest
         self.size = size
-        self._file = _unlinked_file(directory)
-        self.fd = self._file.fileno()
-        self.written = 0
-        self.verified = False
+        self._file = file
+        self.fd = file.fileno()
+        self.offset = 0  # bytes written
+        self.checked = False  # whole, and hashed to the digest
         self.error: RegistryError | None = None
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ended.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -86,30 +89,40 @@ class Spool:
     # -- the writer ------------------------------------------------------------------------
 
     async def fill(self, body: AsyncIterator[bytes]) -> None:
-        """Write ``body`` and hash it; verified when it is whole and matches, else raise."""
+        """Write ``body`` and hash it; checked when it is whole and matches, else raise."""
         loop = asyncio.get_running_loop()
         lane = HashLane(new_hasher(self.digest.algorithm), DEPTH)
         async for batch in batched(body, flush=FLUSH):
-            if self.size is not None and self.written + len(batch) > self.size:
-                raise ValueError(f"more than the announced {self.size} bytes")
             await lane.feed(batch)  # hashed on its thread while the write runs on another
-            await loop.run_in_executor(None, _pwrite, self.fd, batch, self.written)
-            self.written += len(batch)
+            await loop.run_in_executor(None, _pwrite, self.fd, batch, self.offset)
+            self.check_length(self.offset + len(batch), final=False)
+            self.written(self.offset + len(batch))
             del batch
-            self._advance()
-        if self.size is not None and self.written != self.size:
-            raise ValueError(f"cut transfer: {self.written} of {self.size} bytes")
+        self.check_length(self.offset)
         actual = Digest(self.digest.algorithm, (await lane.settle()).hexdigest())
         if actual != self.digest:
             raise ValueError(f"digest mismatch: the bytes are {actual}")
-        self.size = self.written
-        self.verified = True
+        self.verified()
+
+    def check_length(self, length: int, final: bool = True) -> None:
+        if self.size is not None and (length > self.size or (final and length != self.size)):
+            raise ValueError(f"cut transfer: {length} bytes of the announced {self.size}")
+
+    def written(self, size: int) -> None:
+        """`Progress`: the bytes up to ``size`` are in the file."""
+        self.offset = size
+        self._advance()
+
+    def verified(self) -> None:
+        """`Progress`: the bytes are whole and hashed to the digest; the last byte may go."""
+        self.size = self.offset
+        self.checked = True
         self.ended.set_result(None)
         self._advance()
 
     def fail(self, error: RegistryError) -> None:
         """Every reader's next wait raises ``error`` (their responses are cut)."""
-        if not self.verified and self.error is None:
+        if not self.checked and self.error is None:
             self.error = error
             self.ended.set_exception(error)
             self._advance()
@@ -133,10 +146,10 @@ class Spool:
             self._file.close()
 
     def readable(self) -> int:
-        """How far clients may read: all of it once verified, else short of the last byte."""
-        if self.verified or self.size is None:
-            return self.written
-        return min(self.written, self.size - 1)
+        """How far clients may read: all of it once checked, else short of the last byte."""
+        if self.checked or self.size is None:
+            return self.offset
+        return min(self.offset, self.size - 1)
 
     async def wait(self, offset: int, *, tail: bool = True) -> int:
         """The end of what may be read, once beyond ``offset`` (or the end of the spool);
@@ -145,8 +158,8 @@ class Spool:
             if self.error is not None:
                 raise self.error
             event = self._advanced
-            end = self.readable() if tail else self.written
-            if end > offset or (self.verified and offset >= self.written):
+            end = self.readable() if tail else self.offset
+            if end > offset or (self.checked and offset >= self.offset):
                 return end
             await event.wait()
 
@@ -159,7 +172,7 @@ class Spool:
             readable = await self.wait(offset, tail=tail)
             if end is not None:
                 readable = min(readable, end)
-            if readable <= offset:  # verified, and nothing beyond ``offset``
+            if readable <= offset:  # checked, and nothing beyond ``offset``
                 return
             count = min(readable - offset, BATCH)
             chunk = await loop.run_in_executor(None, os.pread, self.fd, count, offset)
@@ -167,15 +180,6 @@ class Spool:
                 raise ValueError("spool shorter than written")
             offset += len(chunk)
             yield chunk
-
-
-def _unlinked_file(directory: str | None) -> Any:
-    """A file without a name (O_TMPFILE where there is one), in ``directory`` when it exists:
-    the filesystem driver's root, so that the spool takes the storage's disk, never a tmpfs."""
-    try:
-        return tempfile.TemporaryFile(prefix="fastreg-proxy-", dir=directory)
-    except FileNotFoundError:
-        return tempfile.TemporaryFile(prefix="fastreg-proxy-")
 
 
 def _pwrite(fd: int, data: bytes, offset: int) -> None:
@@ -229,17 +233,70 @@ class Flight:
         if not self.started.done():
             self.started.set_exception(error)
 
-    async def ingest(self, uploads: UploadService, spool: Spool) -> None:
-        """The spool into an upload, committed once the spool was verified (else cancelled)."""
+    async def run(self, uploads: UploadService, body: AsyncIterator[bytes], size: int | None) -> int:
+        """Spool ``body`` for the clients, store it, commit it if it hashed to the digest; the
+        blob's size."""
         upload = await uploads.start(self.name, self.digest.algorithm)
         try:
-            await uploads.append(self.name, upload.upload_id, spool.chunks(tail=False))
-            await spool.ended  # raises the fetch's failure
-            await uploads.finish(self.name, upload.upload_id, self.digest)
+            path = uploads.driver.local_file(layout.upload_data(self.name, upload.upload_id))
+            if path is not None:
+                stored = await self._in_place(uploads, upload.upload_id, path, body, size)
+            else:
+                stored = await self._beside(uploads, upload.upload_id, body, size)
         except BaseException:
             with contextlib.suppress(Exception):
                 await uploads.cancel(self.name, upload.upload_id)
             raise
+        if not self.started.done():  # no size announced: its clients read storage
+            self.started.set_result(None)
+        return stored
+
+    async def _in_place(
+        self, uploads: UploadService, upload_id: str, path: str, body: AsyncIterator[bytes],
+        size: int | None,
+    ) -> int:  # fmt: skip
+        """The upload's data file is the spool: one write and one hash of each byte."""
+        spool = self._announce(Spool(self.digest, size, await asyncio.to_thread(open, path, "rb")))
+        try:
+            status = await uploads.append(self.name, upload_id, body, progress=spool)
+            spool.check_length(status.offset)
+            return (await uploads.finish(self.name, upload_id, self.digest, progress=spool)).size
+        except BaseException:
+            spool.fail(transfer_failed())
+            raise
+        finally:
+            spool.release()
+
+    async def _beside(
+        self, uploads: UploadService, upload_id: str, body: AsyncIterator[bytes], size: int | None
+    ) -> int:
+        """A nameless local file is the spool, and the upload (to an object store) reads it."""
+        spool = self._announce(
+            Spool(self.digest, size, tempfile.TemporaryFile(prefix="fastreg-proxy-"))  # noqa: SIM115
+        )
+        ingest = asyncio.ensure_future(self._ingest(uploads, upload_id, spool))
+        ingest.add_done_callback(lambda t: t.cancelled() or t.exception())
+        try:
+            await spool.fill(body)
+            await ingest
+            return spool.offset
+        except BaseException:
+            spool.fail(transfer_failed())
+            ingest.cancel()
+            await asyncio.wait([ingest])
+            raise
+        finally:
+            spool.release()
+
+    def _announce(self, spool: Spool) -> Spool:
+        if spool.size is not None:
+            self.started.set_result(spool)
+        return spool
+
+    async def _ingest(self, uploads: UploadService, upload_id: str, spool: Spool) -> None:
+        await uploads.append(self.name, upload_id, spool.chunks(tail=False))
+        await spool.ended  # raises the fetch's failure
+        await uploads.finish(self.name, upload_id, self.digest)
 
 
 class FetchLocks:
@@ -249,10 +306,9 @@ class FetchLocks:
         self.driver = driver
         self.redis = redis
         root = getattr(driver, "root", None)
-        self.root = root if isinstance(root, str) else None  # the filesystem driver's
-        # its `lease` locks an existing file: a lock file of this host named after the root
-        # instead; the object stores' leases lock names already
-        self._host = HostLocks(f"filesystem:{self.root}") if self.root is not None else None
+        # the filesystem driver's `lease` locks an existing file: a lock file of this host
+        # named after its root instead; the object stores' leases lock names already
+        self._host = HostLocks(f"filesystem:{root}") if isinstance(root, str) else None
 
     async def take(self, digest: Digest) -> Lease | None:
         """The lock of ``digest``, or None while another process holds it."""

@@ -31,7 +31,7 @@ from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.leases import RedisCommands
 from fastreg.registry.manifests import MAX_MANIFEST_SIZE
 from fastreg.registry.manifeststore import ManifestStore
-from fastreg.registry.proxy.flight import FetchLocks, Flight, Spool, transfer_failed
+from fastreg.registry.proxy.flight import FetchLocks, Flight, transfer_failed
 from fastreg.registry.proxy.stats import ProxyStats
 from fastreg.registry.proxy.upstream import (
     UpstreamClient,
@@ -217,7 +217,7 @@ class Mirror:
             self._inflight.pop(flight.digest, None)
 
     async def _fetch(self, flight: Flight) -> None:
-        """Spool the upstream's bytes (every client reads them), store them, commit (or not)."""
+        """The upstream's bytes to every client and to storage, committed if they check."""
         name, digest = flight.name, flight.digest
         try:
             resp = await self.client.open_blob(name, str(digest))
@@ -227,27 +227,15 @@ class Mirror:
             self.stats.failed()
             log.warning("blob %s@%s not cached: upstream failed: %s", name, digest, exc)
             raise refusal(exc) from None
-        spool = Spool(digest, resp.content_length, self.locks.root)
-        ingest = asyncio.ensure_future(flight.ingest(self.uploads, spool))
-        ingest.add_done_callback(lambda t: t.cancelled() or t.exception())
         try:
-            if spool.size is not None:
-                flight.started.set_result(spool)
-            await spool.fill(resp.content.iter_any())
-            await ingest
-            self.stats.pulled("blob", spool.written)
+            size = await flight.run(self.uploads, resp.content.iter_any(), resp.content_length)
+            self.stats.pulled("blob", size)
         except BaseException as exc:  # every failure caches nothing, and is logged
             log.warning("blob %s@%s from %s not cached: %s: %s", name, digest, resp.url,
                         type(exc).__name__, exc)  # fmt: skip
-            spool.fail(transfer_failed())
-            ingest.cancel()
-            await asyncio.wait([ingest])
             raise
         finally:
             resp.release()
-            spool.release()
-        if not flight.started.done():  # no size announced: its clients read storage
-            flight.started.set_result(None)
 
     async def tags_list(self, name: str) -> list[str]:
         """The upstream's tags when it answers, else the cached ones."""
