@@ -23,60 +23,58 @@ failure (as in the metrics wrapper), and leaves the status unset.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from opentelemetry.util.types import AttributeValue
 
-from fastreg.storage.base import FileInfo, FileWriter, Lease, PathNotFound, StorageDriver
+from fastreg.storage.base import PathNotFound, StorageDriver
+from fastreg.storage.wrapping import Detail, WrappedDriver
 
 PREFIX = "io.cncf.distribution."  # Distribution's `tracing.AttributePrefix`
 DRIVER = PREFIX + "storage.driver.name"
 PATH = PREFIX + "storage.path"
+SOURCE = PREFIX + "storage.source.path"
+DEST = PREFIX + "storage.dest.path"
 
 
-class TracedWriter:
-    def __init__(self, inner: FileWriter, driver: TracedDriver, path: str) -> None:
-        self.inner = inner
-        self.driver = driver
-        self.path = path
-
-    @property
-    def size(self) -> int:
-        return self.inner.size
-
-    async def write(self, data: bytes) -> None:
-        await self.inner.write(data)
-
-    async def commit(self) -> None:
-        with self.driver.span("Commit", {PATH: self.path}):
-            await self.inner.commit()
-
-    async def cancel(self) -> None:
-        with self.driver.span("Cancel", {PATH: self.path}):
-            await self.inner.cancel()
-
-    async def close(self) -> None:
-        await self.inner.close()
+#: the span of each call: Distribution's name, and the attribute ``detail`` is recorded as
+SPANS: dict[str, tuple[str, str | None]] = {
+    "get_content": ("GetContent", None),
+    "put_content": ("PutContent", PREFIX + "storage.content.length"),
+    "reader": ("Reader", PREFIX + "storage.offset"),
+    "writer": ("Writer", PREFIX + "storage.append"),
+    "stat": ("Stat", None),
+    "list": ("List", None),
+    "move": ("Move", DEST),
+    "publish": ("Publish", DEST),
+    "lease": ("Lease", None),
+    "delete": ("Delete", None),
+    "url_for": ("RedirectURL", None),
+    "commit": ("Commit", None),
+    "cancel": ("Cancel", None),
+}
 
 
-class TracedDriver:
+class TracedDriver(WrappedDriver):
     def __init__(self, inner: StorageDriver, tracer: Tracer) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.tracer = tracer
-        self.name = inner.name
-        self.leases_span_hosts = inner.leases_span_hosts
 
-    def __getattr__(self, attr: str) -> Any:
-        if attr == "inner":  # not set yet (copy, pickle): never recurse
-            raise AttributeError(attr)
-        return getattr(self.inner, attr)
+    def watch(self, op: str, path: str, detail: Detail = None) -> AbstractContextManager[object]:
+        spec = SPANS.get(op)
+        if spec is None:  # a writer's write, healthy
+            return nullcontext()
+        name, key = spec
+        attributes: dict[str, AttributeValue] = {DRIVER: self.name}
+        attributes[SOURCE if key == DEST else PATH] = path
+        if key is not None and detail is not None:
+            attributes[key] = detail
+        return self.span(name, attributes)
 
     @contextmanager
     def span(self, name: str, attributes: dict[str, AttributeValue]) -> Iterator[Span]:
-        attributes[DRIVER] = self.name
         span = self.tracer.start_span(name, attributes=attributes)
         try:
             yield span
@@ -88,66 +86,6 @@ class TracedDriver:
             raise
         finally:
             span.end()
-
-    async def get_content(self, path: str, limit: int | None = None) -> bytes:
-        with self.span("GetContent", {PATH: path}):
-            return await self.inner.get_content(path, limit)
-
-    async def put_content(self, path: str, data: bytes) -> None:
-        with self.span("PutContent", {PATH: path, PREFIX + "storage.content.length": len(data)}):
-            await self.inner.put_content(path, data)
-
-    async def reader(
-        self, path: str, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[bytes]:
-        with self.span("Reader", {PATH: path, PREFIX + "storage.offset": offset}):
-            async for chunk in self.inner.reader(path, offset, length):
-                yield chunk
-
-    async def writer(self, path: str, append: bool) -> FileWriter:
-        with self.span("Writer", {PATH: path, PREFIX + "storage.append": append}):
-            return TracedWriter(await self.inner.writer(path, append), self, path)
-
-    async def stat(self, path: str) -> FileInfo:
-        with self.span("Stat", {PATH: path}):
-            return await self.inner.stat(path)
-
-    async def list(self, path: str) -> list[str]:
-        with self.span("List", {PATH: path}):
-            return await self.inner.list(path)
-
-    async def move(self, source: str, dest: str) -> None:
-        with self.span("Move", _moving(source, dest)):
-            await self.inner.move(source, dest)
-
-    async def publish(self, source: str, dest: str) -> bool:
-        with self.span("Publish", _moving(source, dest)):
-            return await self.inner.publish(source, dest)
-
-    async def lease(self, path: str) -> Lease | None:
-        with self.span("Lease", {PATH: path}):
-            return await self.inner.lease(path)
-
-    async def delete(self, path: str) -> None:
-        with self.span("Delete", {PATH: path}):
-            await self.inner.delete(path)
-
-    async def url_for(self, path: str, method: str = "GET", expires_in: float = 1200) -> str | None:
-        with self.span("RedirectURL", {PATH: path}):
-            return await self.inner.url_for(path, method, expires_in)
-
-    def local_file(self, path: str) -> str | None:
-        return self.inner.local_file(path)
-
-    async def healthy(self) -> None:
-        await self.inner.healthy()
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-
-def _moving(source: str, dest: str) -> dict[str, AttributeValue]:
-    return {PREFIX + "storage.source.path": source, PREFIX + "storage.dest.path": dest}
 
 
 def traced(driver: StorageDriver, tracer: Tracer) -> StorageDriver:
