@@ -5,7 +5,9 @@ one ``--size`` MiB blob pushed to it. For each mirror kind (fastreg ``--workers 
 in ``proxy:`` mode), started fresh on an empty root with the same ``config.yml``, it measures:
 
 - direct: the blob pulled straight from the upstream (the reference of the cold pull);
-- cold: the first pull through the mirror (fetched from the upstream while served);
+- cold: the first pull through the mirror (fetched from the upstream while served), and the
+  mirror's CPU seconds for it (its processes' user + system time, per GiB): on a machine whose
+  cores the client, the upstream and the mirror share, CPU bounds the cold rate;
 - warm: the next pull, from the mirror's storage, against the same pull from a plain registry
   of the same kind (not a mirror) holding the blob;
 - cold x N: a fresh mirror, ``--clients`` clients pulling the cold blob at once: their aggregate
@@ -23,6 +25,7 @@ Must not import fastreg: the servers are black boxes started as processes.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -53,6 +56,23 @@ def _upstream_bytes(upstream: Registry, digest: str) -> int:
     return sum(int(m.group(1)) for m in pattern.finditer(text))
 
 
+def _cpu_seconds(group: int) -> float:
+    """User and system CPU seconds of the live processes of a process group (a server started
+    in its own session: fastreg's supervisor and workers, or Distribution)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            if int(fields[2]) == group:  # pgrp
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def _mirror(kind: str, work: Path, upstream: Registry) -> Registry:
     return start_registry(kind, work, extra=f"proxy:\n  remoteurl: {upstream.url}\n")
 
@@ -70,13 +90,17 @@ def run(size: int, rounds: int, n: int, tmp: Path) -> dict[str, dict[str, list[f
         for r in range(rounds):
             for kind in (KINDS if r % 2 == 0 else KINDS[::-1]):
                 f = figures.setdefault(kind, {"direct": [], "cold": [], "warm": [], "plain": [],
-                                              "cold xN": [], "upstream MiB for xN": []})
+                                              "cold xN": [], "upstream MiB for xN": [],
+                                              "cold CPU s/GiB": []})
                 print(f"  round {r + 1}/{rounds} {kind} ...", file=sys.stderr, flush=True)
                 f["direct"].append(size / MiB / _timed(clients.pull, upstream.port, path, blob))
                 f["plain"].append(size / MiB / _timed(clients.pull, plain[kind].port, path, blob))
                 mirror = _mirror(kind, tmp / f"{kind}-{r}", upstream)
                 try:
+                    cpu = _cpu_seconds(mirror.process.pid)
                     f["cold"].append(size / MiB / _timed(clients.pull, mirror.port, path, blob))
+                    time.sleep(0.5)  # the commit may end after the response
+                    f["cold CPU s/GiB"].append((_cpu_seconds(mirror.process.pid) - cpu) * MiB * 1024 / size)
                     f["warm"].append(size / MiB / _timed(clients.pull, mirror.port, path, blob))
                 finally:
                     mirror.stop()
@@ -113,16 +137,16 @@ def main() -> None:
     print(f"\n{args.size} MiB blob, {args.rounds} rounds (medians), cold x N with {args.clients} clients\n")
     print("| mirror | direct from upstream MiB/s | cold MiB/s | cold / direct | warm MiB/s "
           "| plain registry MiB/s | warm / plain | cold x N aggregate MiB/s | x N / cold "
-          "| upstream MiB served for x N |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| upstream MiB served for x N | mirror CPU s per GiB, cold |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for kind, f in figures.items():
         m = {k: statistics.median(v) for k, v in f.items()}
         print(f"| {kind} | {m['direct']:.0f} | {m['cold']:.0f} | {m['cold'] / m['direct']:.2f}x "
               f"| {m['warm']:.0f} | {m['plain']:.0f} | {m['warm'] / m['plain']:.2f}x "
               f"| {m['cold xN']:.0f} | {m['cold xN'] / m['cold']:.2f}x "
-              f"| {m['upstream MiB for xN']:.0f} |")
+              f"| {m['upstream MiB for xN']:.0f} | {m['cold CPU s/GiB']:.2f} |")
     for kind, f in figures.items():  # the spread behind each median
-        print(f"\n{kind}: " + "; ".join(f"{k} " + " ".join(f"{x:.0f}" for x in v) for k, v in f.items()))
+        print(f"\n{kind}: " + "; ".join(f"{k} " + " ".join(f"{x:.3g}" for x in v) for k, v in f.items()))
 
 if __name__ == "__main__":
     main()

@@ -53,6 +53,10 @@ MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
 TOKEN_MARGIN = 10.0  # seconds before its expiry a token is no longer used
 DEFAULT_TOKEN_LIFETIME = 60.0  # the Docker token spec's default `expires_in`
 TOKEN_CACHE_SIZE = 512  # scopes per upstream; a Docker Hub token is ~1-4 KiB: at most ~2 MiB
+# bytes of a response aiohttp buffers before it pauses the socket (its default, 64 KiB, pauses
+# and resumes the upstream's stream every few batches: a cold 1 GiB pull went at 144-218 MiB/s
+# with 4.1-4.5 CPU s, at 303-331 MiB/s with 2.8-2.9 CPU s with 4 MiB; 16 MiB gained no more)
+READ_BUFFER = 4 * 1024 * 1024
 _PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 
 
@@ -135,6 +139,7 @@ class UpstreamClient:
                 connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=60),
                 auto_decompress=False,  # blob bytes go through exactly as the upstream has them
                 trust_env=False,
+                read_bufsize=READ_BUFFER,
             )
         return self._session
 
