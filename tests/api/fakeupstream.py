@@ -36,6 +36,7 @@ class FakeUpstream:
     mode: str = "up"  # "up", "down" (503), "throttle" (429)
     corrupt: dict[str, bytes] = field(default_factory=dict)  # digest -> the bytes served instead
     cut: set[str] = field(default_factory=set)  # digests whose transfer stops half way
+    stall: set[str] = field(default_factory=set)  # ... whose transfer pauses half way, for a minute
     pace: float = 0.0  # seconds between 64 KiB chunks of a blob
     auth: str = ""  # "", "basic", "bearer"
     user: tuple[str, str] = ("alice", "secret")
@@ -146,6 +147,8 @@ class FakeUpstream:
         await response.prepare(request)
         end = len(data) // 2 if digest in self.cut else len(data)
         for start in range(0, end, 65536):
+            if digest in self.stall and start >= len(data) // 2:
+                await asyncio.sleep(60)  # the connection stays open, silent
             await response.write(data[start : min(start + 65536, end)])
             if start + 65536 >= end:
                 self.finished[digest] = time.monotonic()

@@ -19,6 +19,7 @@ import pytest
 
 from fastreg.api.context import REGISTRY
 from fastreg.registry.digests import Digest
+from fastreg.registry.proxy.upstream import Timeouts
 from tests.api.conftest import Client, MakeClient
 from tests.api.fakeupstream import FakeUpstream, running, sha256
 from tests.api.helpers import DOCKER_LIST, DOCKER_MANIFEST, OCI_MANIFEST, expect_error
@@ -192,6 +193,50 @@ async def test_a_bad_blob_caches_nothing(mirror: Client, upstream: FakeUpstream,
     resp = await mirror.get(f"/v2/app/blobs/{digest}")  # fetched again, now right
     assert resp.status == 200 and await resp.read() == LAYER
     assert upstream.gets("blobs") == 2
+
+
+async def test_an_upstream_that_goes_silent_mid_blob_is_timed_out(
+    mirror: Client, upstream: FakeUpstream
+) -> None:
+    """Half the body, then an open, silent connection: after the read timeout (here 0.5 s) the
+    fetch fails, its client is cut, nothing is cached, and the next pull fetches again."""
+    upstream.push("app", "v1", [LAYER])
+    digest = sha256(LAYER)
+    upstream.stall.add(digest)
+    registry = mirror.app[REGISTRY]
+    registry.mirror.client.timeouts = Timeouts(read=0.5)
+    started = time.monotonic()
+    resp = await mirror.get(f"/v2/app/blobs/{digest}")
+    assert resp.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await resp.read()
+    assert time.monotonic() - started < 10  # not the upstream's 60 s
+    await registry.settled()
+    assert not await registry.blobs.exists(Digest.parse(digest))
+    upstream.stall.clear()
+    resp = await mirror.get(f"/v2/app/blobs/{digest}")
+    assert resp.status == 200 and await resp.read() == LAYER
+    assert upstream.gets("blobs") == 2
+
+
+async def test_time_the_mirror_spends_elsewhere_is_not_an_upstream_timeout(
+    mirror: Client, upstream: FakeUpstream
+) -> None:
+    """The watchdog counts only time spent waiting for the upstream: a reader of the body that
+    pauses longer than the read timeout between chunks (its socket paused meanwhile, the
+    buffer full) still gets every byte."""
+    big = slow_blob(upstream, 16, 0.0)
+    client = mirror.app[REGISTRY].mirror.client
+    client.timeouts = Timeouts(read=0.3)
+    resp = await client.open_blob("app", sha256(big))
+    got = bytearray()
+    try:
+        async for chunk in client.body(resp):
+            got += chunk
+            await asyncio.sleep(0.4)  # longer than the timeout, each time
+    finally:
+        resp.release()
+    assert bytes(got) == big
 
 
 async def test_every_client_is_streamed_the_bytes_as_they_arrive(

@@ -228,7 +228,7 @@ class Mirror:
             log.warning("blob %s@%s not cached: upstream failed: %s", name, digest, exc)
             raise refusal(exc) from None
         try:
-            size = await flight.run(self.uploads, resp.content.iter_any(), resp.content_length)
+            size = await flight.run(self.uploads, self.client.body(resp), resp.content_length)
             self.stats.pulled("blob", size)
         except BaseException as exc:  # every failure caches nothing, and is logged
             log.warning("blob %s@%s from %s not cached: %s: %s", name, digest, resp.url,
