@@ -1,24 +1,23 @@
 """One upstream fetch of a cold blob, streamed to every client as its bytes arrive.
 
-The spool. The fetch writes the upstream's bytes into a `Spool`: an unlinked temporary file on
-this host's disk (in the filesystem driver's root, which its name never enters; else the system
-temp dir): bounded by disk, not memory, and gone with its last descriptor, whatever happens to
-the process. It is hashed as it is written. Every client of the blob
-in this process, the one whose pull started the fetch and those arriving while it runs, reads
-the same file up to the written offset, woken at each advance; on plain HTTP it goes out with
-`sendfile` from the spool (`api/blobs.py`), so N clients cost N kernel copies, not N passes
-through Python. The last byte of the blob is readable only once the whole body hashed to its
-digest: a body that is cut or does not match ends every client's response short (the headers,
-with the Content-Length and the digest, are already out, so a cut connection is the only error
-left to give) and nothing is committed.
+The spool. The fetch writes the upstream's bytes into a `Spool`, a file on this host's disk
+(bounded by disk, not memory), hashed as it is written. Every client of the blob in this
+process, the one whose pull started the fetch and those arriving while it runs, reads the same
+file up to the written offset, woken at each advance; on plain HTTP it goes out with `sendfile`
+from the spool (`api/blobs.py`), so N clients cost N kernel copies, not N passes through Python.
+The last byte of the blob is readable only once the whole body hashed to its digest: a body that
+is cut or does not match ends every client's response short (the headers, with the
+Content-Length and the digest, are already out, so a cut connection is the only error left to
+give) and nothing is committed.
 
-The storage write (`Flight.ingest`) is a reader of the spool too: it feeds an ordinary upload
-(`UploadService`: the push path's hash lane, digest check and no-replace publish) at the pace of
-the storage, and commits only when the spool was verified. So no client waits for the storage
-(an object store may be slower than the upstream), the upstream is read as fast as it sends,
-and memory stays bounded by a few batches per lane. Why not the upload's own data file as the
-spool: an object store's writer cannot be read back while it writes, and one mechanism for every
-driver is one to test. The price on the filesystem driver is one more kernel copy per byte.
+Which file (`Flight.run`). On the filesystem driver the spool is the upload's own data file
+(`_in_place`): the upload path (`UploadService`: hash lane, digest check, no-replace publish)
+writes the upstream's bytes once and tells the spool of each batch on disk (`Progress`), so each
+byte is written once and hashed once (a 512 MiB cold pull cost 3.3 CPU s with a separate spool,
+2.1 s so). An object store's writer cannot be read back while it writes, so there
+(`_beside`) the spool is a nameless temporary file that the upload reads at the storage's pace,
+committing only when the spool was verified: no client waits for the storage, the upstream is
+read as fast as it sends, and memory stays bounded by a few batches per lane.
 
 Across processes (`FetchLocks`): the process that fetches holds a lock named by the digest, and
 the others wait for the blob to be committed and then serve it from storage (streaming across

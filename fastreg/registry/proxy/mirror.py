@@ -11,8 +11,8 @@ Blobs are content-addressed: served from storage once cached. A cold blob is fet
 process (single-flight, `_inflight` keyed by digest) and, through a lock named by its digest,
 once across workers (and hosts, with Redis): `flight.py`. Every client of this process, the
 first one and those arriving while the fetch runs, is streamed the bytes as they arrive from
-a local spool; the storage write reads the spool at its own pace and commits only what hashed
-to the digest. A mismatch or a cut transfer cuts every client's response and caches nothing;
+a local spool (on the filesystem driver, the upload's own data file); only what hashed to the
+digest is committed. A mismatch or a cut transfer cuts every client's response and caches nothing;
 the upstream URL is logged. The fetch runs as its own task, so a client going away does not
 stop it.
 """
