@@ -47,7 +47,7 @@ check: $(VENV)/.test-installed
 
 # the API fuzz (tests/fuzz) with many more examples than `make test` runs, failures kept in .hypothesis/
 fuzz: $(VENV)/.test-installed
-	FASTREG_FUZZ_PROFILE=fuzz $(VENV)/bin/pytest -q -p no:cacheprovider tests/fuzz $(PYTEST_ARGS)
+	FASTREG_FUZZ_PROFILE=fuzz $(VENV)/bin/pytest -q -p no:cacheprovider --timeout 0 tests/fuzz $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check fastreg tests benchmarks loadtests
