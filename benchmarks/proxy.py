@@ -25,7 +25,6 @@ Must not import fastreg: the servers are black boxes started as processes.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import statistics
@@ -36,7 +35,7 @@ from pathlib import Path
 
 from benchmarks import clients
 from benchmarks.clients import Blob
-from benchmarks.servers import Registry, start_registry
+from benchmarks.servers import Registry, cpu_seconds, start_registry
 
 MiB = 1024 * 1024
 REPO = "bench/proxy"
@@ -54,23 +53,6 @@ def _upstream_bytes(upstream: Registry, digest: str) -> int:
     pattern = re.compile(rf'"GET /v2/{re.escape(REPO)}/blobs/{re.escape(digest)} HTTP/1\.1" 20[06] (\d+)')
     text = upstream.process.log_path.read_text(errors="replace")
     return sum(int(m.group(1)) for m in pattern.finditer(text))
-
-
-def _cpu_seconds(group: int) -> float:
-    """User and system CPU seconds of the live processes of a process group (a server started
-    in its own session: fastreg's supervisor and workers, or Distribution)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:  # gone meanwhile
-                continue
-            if int(fields[2]) == group:  # pgrp
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
 
 
 def _mirror(kind: str, work: Path, upstream: Registry) -> Registry:
@@ -97,10 +79,10 @@ def run(size: int, rounds: int, n: int, tmp: Path) -> dict[str, dict[str, list[f
                 f["plain"].append(size / MiB / _timed(clients.pull, plain[kind].port, path, blob))
                 mirror = _mirror(kind, tmp / f"{kind}-{r}", upstream)
                 try:
-                    cpu = _cpu_seconds(mirror.process.pid)
+                    cpu = cpu_seconds(mirror.process.pid)
                     f["cold"].append(size / MiB / _timed(clients.pull, mirror.port, path, blob))
                     time.sleep(0.5)  # the commit may end after the response
-                    f["cold CPU s/GiB"].append((_cpu_seconds(mirror.process.pid) - cpu) * MiB * 1024 / size)
+                    f["cold CPU s/GiB"].append((cpu_seconds(mirror.process.pid) - cpu) * MiB * 1024 / size)
                     f["warm"].append(size / MiB / _timed(clients.pull, mirror.port, path, blob))
                 finally:
                     mirror.stop()

@@ -12,6 +12,7 @@ Attributes a driver has beyond the protocol (``root``, ...) are reached through 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -47,15 +48,15 @@ class WrappedWriter:
         await self.inner.close()
 
 
-class WrappedDriver:
+class WrappedDriver(ABC):
     def __init__(self, inner: StorageDriver) -> None:
         self.inner = inner
         self.name = inner.name
         self.leases_span_hosts = inner.leases_span_hosts
 
+    @abstractmethod
     def watch(self, op: str, path: str, detail: Detail = None) -> AbstractContextManager[object]:
         """What surrounds the inner call; it sees the call's exception, if any."""
-        raise NotImplementedError
 
     def __getattr__(self, attr: str) -> Any:
         if attr == "inner":  # not set yet (copy, pickle): never recurse

@@ -92,9 +92,9 @@ class Spool:
         loop = asyncio.get_running_loop()
         lane = HashLane(new_hasher(self.digest.algorithm), DEPTH)
         async for batch in batched(body, flush=FLUSH):
+            self.check_length(self.offset + len(batch), final=False)  # never more than announced
             await lane.feed(batch)  # hashed on its thread while the write runs on another
             await loop.run_in_executor(None, _pwrite, self.fd, batch, self.offset)
-            self.check_length(self.offset + len(batch), final=False)
             self.written(self.offset + len(batch))
             del batch
         self.check_length(self.offset)
@@ -105,7 +105,7 @@ class Spool:
 
     def check_length(self, length: int, final: bool = True) -> None:
         if self.size is not None and (length > self.size or (final and length != self.size)):
-            raise ValueError(f"cut transfer: {length} bytes of the announced {self.size}")
+            raise ValueError(f"{length} bytes where the upstream announced {self.size}")
 
     def written(self, size: int) -> None:
         """`Progress`: the bytes up to ``size`` are in the file."""
