@@ -80,8 +80,9 @@ class Notifier:
                 complete = draft
             futures += self.broadcaster.put(self.bridge.event(request, complete), durable)
         if futures:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*futures), DURABLE_WAIT)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DURABLE_WAIT):  # not wait_for: it may swallow a cancel
+                    await asyncio.gather(*futures)
 
     def publish_later(self, request: web.Request, drafts: list[Draft]) -> None:
         if not any(self.bridge.needs_lookup(d) for d in drafts):

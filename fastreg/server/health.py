@@ -57,7 +57,10 @@ class Check:
 
     async def run_once(self) -> None:
         try:
-            await asyncio.wait_for(self.probe(), timeout=max(1.0, min(self.interval, 30.0)))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that arrives as
+            # the probe ends, and the check loop then outlives the app's cleanup (it hung a test)
+            async with asyncio.timeout(max(1.0, min(self.interval, 30.0))):
+                await self.probe()
         except (TimeoutError, Exception) as exc:  # noqa: BLE001 - any failure is the answer
             was_failing = self.failing
             self.failures += 1
@@ -134,7 +137,8 @@ def _http_probe(check: HTTPCheck) -> CheckFn:
 
 def _tcp_probe(host: str, port: int, timeout: float) -> CheckFn:
     async def probe() -> None:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout or 1.0)
+        async with asyncio.timeout(timeout or 1.0):
+            _, writer = await asyncio.open_connection(host, port)
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()

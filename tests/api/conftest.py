@@ -36,7 +36,7 @@ def config_text(root: Path, driver: str = "filesystem", **overrides: Any) -> str
         for key in keys[:-1]:
             node = node.setdefault(key, {})
         node[keys[-1]] = value
-    return yaml.safe_dump(doc)
+    return yaml.dump(doc, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper))  # libyaml: ~1 ms less per test client
 
 
 #: Tests whose expectation cannot hold on object storage, with the reason (reported to the lead).
