@@ -114,6 +114,8 @@ class TLSSettings:
 
 @dataclass(frozen=True, slots=True)
 class HTTPConfig:
+    """`http:`, checked at load; durations are seconds here, Go durations (`60s`) in the file."""
+
     addr: str = ":5000"
     net: str = "tcp"
     prefix: str = ""

@@ -19,9 +19,9 @@ from fastreg.registry.catalog import Catalog
 from fastreg.registry.digests import Digest
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.manifests import MAX_MANIFEST_SIZE, Descriptor, Manifest, parse_manifest
+from fastreg.registry.policy import RegistrySettings
 from fastreg.registry.quietly import delete_quietly, list_quietly, stored
 from fastreg.registry.tags import TagStore
-from fastreg.registry.validation import ManifestURLs
 from fastreg.storage.base import StorageDriver
 
 
@@ -39,16 +39,14 @@ class ManifestStore:
         blobs: BlobStore,
         tags: TagStore,
         catalog: Catalog | None = None,
-        schema1_enabled: bool = False,
+        settings: RegistrySettings | None = None,  # schema1 and layer-URL rules for pushes
         cache_size: int = 4096,
-        manifest_urls: ManifestURLs | None = None,
     ) -> None:
         self.driver = driver
-        self.manifest_urls = manifest_urls or ManifestURLs()
+        self.settings = settings or RegistrySettings()
         self.blobs = blobs
         self.tags = tags
         self.catalog = catalog or Catalog(driver)
-        self.schema1_enabled = schema1_enabled
         self._parsed: LRU[Digest, Manifest] = LRU(cache_size)
 
     @property
@@ -113,7 +111,7 @@ class ManifestStore:
         are the upstream's (Distribution's proxy skips both checks)."""
         algorithm = reference.algorithm if isinstance(reference, Digest) else "sha256"
         manifest = parse_manifest(
-            content_type, raw, schema1_enabled=self.schema1_enabled, digest_algorithm=algorithm
+            content_type, raw, schema1_enabled=self.settings.schema1_enabled, digest_algorithm=algorithm
         )
         if isinstance(reference, Digest) and manifest.digest != reference:
             raise RegistryError(
@@ -121,7 +119,7 @@ class ManifestStore:
                 detail={"expected": str(reference), "actual": str(manifest.digest)},
             )
         if verify_references:
-            self.manifest_urls.check(manifest)
+            self.settings.manifest_urls.check(manifest)
             await self._verify_references(name, manifest)
         await self.blobs.put(manifest.digest, raw)
         content = layout.link_content(manifest.digest)

@@ -39,6 +39,9 @@ class MigrateError(Exception):
 
 @dataclass(slots=True)
 class MigrateReport:
+    """What one run did; a second run over unchanged storage copies nothing (every blob counts
+    in `blobs_present`, every link in `links_unchanged`)."""
+
     blobs_copied: int = 0
     bytes_copied: int = 0
     blobs_present: int = 0

@@ -60,14 +60,13 @@ class Registry:
         self._lease_redis = None if shared else lease_redis
         own = fetch_redis is not None and id(fetch_redis) not in (id(cache), id(lease_redis))
         self._fetch_redis = fetch_redis if own else None
-        self.manifests = ManifestStore(
-            driver, self.blobs, self.tags, self.catalog, schema1_enabled=settings.schema1_enabled,
-            manifest_urls=settings.manifest_urls,
-        )
+        self.manifests = ManifestStore(driver, self.blobs, self.tags, self.catalog, settings)
         self.router = Router(proxy or ProxySettings())
         self.mirrors: dict[str, Mirror] = {  # by namespace; "" is the default upstream
             u.namespace: Mirror(
-                UpstreamClient(u, remote=self.router.remote_name), self.manifests, self.uploads,
+                UpstreamClient(u, remote=self.router.remote_name),
+                self.manifests,
+                self.uploads,
                 fetch_redis,
             )
             for u in (self.router.default, *self.router.upstreams)
@@ -98,7 +97,9 @@ class Registry:
         return resolved
 
     async def manifest(self, name: str, reference: str | Digest) -> Manifest:
-        return await self.manifests.load_resolved((await self.resolve_manifest(name, reference)).digest)
+        return await self.manifests.load_resolved(
+            (await self.resolve_manifest(name, reference)).digest
+        )
 
     async def blob_info(self, name: str, digest: Digest) -> BlobInfo:
         mirror = self._mirror_of(name)

@@ -53,6 +53,9 @@ _UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 
 @dataclass(frozen=True, slots=True)
 class UploadStatus:
+    """What a client is told of its upload session: ``offset`` bytes are stored, so its
+    ``Range`` is ``0-(offset-1)`` and the next chunk must start at ``offset``."""
+
     name: str
     upload_id: str
     offset: int

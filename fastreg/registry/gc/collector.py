@@ -52,6 +52,9 @@ class GCOptions:
 
 @dataclass(slots=True)
 class GCReport:
+    """What one collection found and did: `garbage-collect` prints `summary()`, the online
+    collector logs it (server/maintenance.py)."""
+
     repositories: int = 0
     marked: int = 0
     blobs_eligible: int = 0

@@ -40,6 +40,8 @@ KEYS = struct(
 
 @dataclass(frozen=True, slots=True)
 class SwiftParams:
+    """The checked `storage.swift` section: what Keystone/v1 auth and the object calls read."""
+
     authurl: str
     username: str
     password: str
