@@ -82,27 +82,6 @@ async def test_a_body_with_a_length_is_read_into_whole_batches() -> None:
     assert sizes == [BATCH] * 5 + [12345]
 
 
-async def test_what_aiohttp_buffered_before_the_switch_comes_first() -> None:
-    """The mirror opens its upload before it reads the body: meanwhile aiohttp fills its read
-    buffer (4 MiB, `upstream.READ_BUFFER`) and pauses the socket and its parser."""
-    body = os.urandom(16 * BATCH + 5)
-
-    async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(head(len(body)) + body)
-        await writer.drain()
-
-    async with raw_server(serve) as url, aiohttp.ClientSession(read_bufsize=4 * BATCH) as session:
-        resp = await session.get(url)
-        await asyncio.sleep(0.3)
-        assert resp.content.total_bytes >= 4 * BATCH  # buffered, and the socket paused
-        into = intake(resp)
-        assert into is not None
-        got = [bytes(b) async for b in batches(into, [False])]
-        resp.close()
-    assert b"".join(got) == body
-    assert [len(b) for b in got] == [BATCH] * 16 + [5]
-
-
 async def test_bytes_past_the_announced_length_are_not_part_of_the_body() -> None:
     body = os.urandom(BATCH + 10)
 

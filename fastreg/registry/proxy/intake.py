@@ -88,16 +88,6 @@ class BodyInto(asyncio.BufferedProtocol):
         self._wake()
         self._inner.connection_lost(exc)  # aiohttp's bookkeeping of the connection
 
-    def feed(self, data: bytes) -> None:
-        """Bytes read before the switch, as if they came from the socket."""
-        view = memoryview(data)
-        while view and self.remaining:
-            buffer = self.get_buffer(len(view))
-            count = min(len(buffer), len(view))
-            buffer[:count] = view[:count]
-            self.buffer_updated(count)
-            view = view[count:]
-
     # -- the consumer's side ---------------------------------------------------------------
 
     def take_partial(self) -> bytes:
@@ -140,7 +130,8 @@ class BodyInto(asyncio.BufferedProtocol):
 
 def intake(resp: aiohttp.ClientResponse) -> BodyInto | None:
     """Switch ``resp``'s connection to a `BodyInto` for the rest of its body; None when the
-    body must go through aiohttp's stream (no length, an encoding)."""
+    body must go through aiohttp's stream (no length, an encoding, or aiohttp's parser
+    holding bytes it has not handed over)."""
     conn = resp.connection
     length = resp.content_length
     inner = conn.protocol if conn is not None else None
@@ -151,24 +142,25 @@ def intake(resp: aiohttp.ClientResponse) -> BodyInto | None:
         or transport is None
         or "Transfer-Encoding" in resp.headers
         or resp.headers.get("Content-Encoding", "identity") != "identity"
+        # paused, its parser may hold bytes it has not parsed; a tail is bytes it holds
+        or getattr(inner, "_reading_paused", True)
+        or getattr(inner, "_buffer_paused", True)
+        or getattr(inner, "_tail", b"")
         or not hasattr(transport, "set_protocol")
     ):
         return None
-    # What aiohttp read past the head: up to its read buffer (4 MiB) while the mirror opened
-    # the upload; once its buffer is drained, it resumes its parser (which hands over any
-    # bytes it held while paused) and the socket. Nothing arrives from the socket until the
-    # loop runs again, so after the switch below every byte comes to `BodyInto`, in order.
-    already = []
-    while data := resp.content.read_nowait():
-        already.append(data)
-    if getattr(inner, "_reading_paused", False) or getattr(inner, "_tail", b""):
-        raise aiohttp.ClientPayloadError("the upstream's body is held by aiohttp's parser")
     inner.force_close()  # never back into the pool: its protocol is no longer aiohttp's
-    into = BodyInto(length, transport, inner)
-    for data in already:
-        into.feed(data)
+    already = resp.content.read_nowait()
+    into = BodyInto(length - len(already), transport, inner)
+    if already:
+        into.received = len(already)
+        memoryview(into._batch)[: len(already)] = already
+        into._fill = len(already)
+        into.remaining = length - len(already)
+    if into.remaining <= 0:
+        into.ended = True
     transport.set_protocol(into)
-    if not into._paused and not transport.is_reading():
+    if not transport.is_reading() and not into.ended:
         transport.resume_reading()
     return into
 
