@@ -8,21 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import hashlib
-import ipaddress
 import os
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 import pytest
-import uvloop
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from fastreg.registry.proxy.intake import FLUSH, BodyInto, batches, intake
 from fastreg.registry.uploads import BATCH, DEPTH
@@ -31,17 +22,16 @@ Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def raw_server(serve: Serve, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+async def raw_server(serve: Serve) -> AsyncIterator[str]:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")  # the request head
         with contextlib.suppress(ConnectionError):
             await serve(reader, writer)
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
-    scheme = "https" if tls else "http"
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
     try:
-        yield f"{scheme}://127.0.0.1:{server.sockets[0].getsockname()[1]}/blob"
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/blob"
     finally:
         server.close()
         await server.wait_closed()
@@ -55,7 +45,7 @@ def head(length: int | None, extra: str = "") -> bytes:
 async def read_all(url: str) -> tuple[bool, list[int], bytes]:
     """(read into batches?, the batch sizes, the body)."""
     async with aiohttp.ClientSession(auto_decompress=False) as session:
-        resp = await session.get(url, ssl=False)
+        resp = await session.get(url)
         into = intake(resp)
         if into is None:
             return False, [], await resp.read()
@@ -175,50 +165,3 @@ async def test_a_slow_upstreams_bytes_come_before_a_batch_is_full() -> None:
         release.set()
         assert [bytes(b) async for b in stream] == [b"y" * 1000]
         resp.close()
-
-
-def server_tls(directory: Path) -> ssl.SSLContext:
-    """A TLS context with a self-signed certificate for 127.0.0.1."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))  # fmt: skip
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(directory / "cert.pem", directory / "key.pem")
-    return context
-
-
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_a_body_over_tls_is_read_into_batches_on_either_loop(loop: str, tmp_path: Path) -> None:
-    """Docker Hub and every public upstream are HTTPS: the protocol switch happens on the TLS
-    transport (asyncio's sslproto and uvloop's, which fastreg serves on)."""
-    body = os.urandom(3 * BATCH + 99)
-    tls = server_tls(tmp_path)
-
-    async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(head(len(body)) + body)
-        await writer.drain()
-
-    async def scenario() -> tuple[bool, list[int], bytes]:
-        async with raw_server(serve, tls) as url:
-            return await read_all(url)
-
-    run = uvloop.run if loop == "uvloop" else asyncio.run
-    fast, sizes, got = run(scenario())
-    assert fast and got == body
-    assert sizes == [BATCH, BATCH, BATCH, 99]
