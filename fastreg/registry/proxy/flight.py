@@ -46,7 +46,6 @@ from fastreg.registry.digests import Digest, new_hasher
 from fastreg.registry.errors import ErrorCode, RegistryError
 from fastreg.registry.hashlane import HashLane
 from fastreg.registry.leases import Hold, RedisCommands, take_redis_lease
-from fastreg.registry.proxy.intake import FLUSH  # a batch's wait for more bytes
 from fastreg.registry.redirects import Redirector
 from fastreg.registry.uploads import BATCH, DEPTH, UploadService, batched
 from fastreg.storage.base import Lease, StorageDriver
@@ -55,6 +54,7 @@ from fastreg.storage.locks import HostLocks
 log = logging.getLogger("fastreg.proxy")
 
 LOCK_PREFIX = "fastreg::proxyfetch::"
+FLUSH = 0.05  # seconds a batch of the upstream's bytes may wait for more before it is spooled
 POLL = 0.1  # seconds between a waiting process's looks at the lock and at storage
 
 

@@ -42,7 +42,6 @@ from fastreg.registry.mediatypes import (
     SCHEMA1,
     SCHEMA1_SIGNED,
 )
-from fastreg.registry.proxy.intake import batches, intake
 from fastreg.registry.proxy.settings import Upstream
 from fastreg.storage.retry import TRANSPORT_ERRORS  # the storage clients' own list
 
@@ -195,10 +194,8 @@ class UpstreamClient:
         return resp
 
     async def body(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        """The bytes of an `open_blob` body, in batches (`intake.py`: read from the socket
-        into them) or, for a body of no announced length or an encoding, as aiohttp's stream
-        gives them; `UpstreamUnavailable` once the upstream has sent nothing for
-        ``timeouts.read`` seconds while we waited for it.
+        """The chunks of an `open_blob` body; `UpstreamUnavailable` once the upstream has sent
+        nothing for ``timeouts.read`` seconds while we waited for it.
 
         Not aiohttp's ``sock_read``: it cancels a timer handle and schedules another on every
         socket read, a tenth of a cold pull's Python time (py-spy on a 1 GiB pull). This
@@ -206,40 +203,40 @@ class UpstreamClient:
         between two chunks (a slow disk, its clients: the socket is paused) never counts.
         """
         loop = asyncio.get_running_loop()
-        idle = self.timeouts.read
-        waiting = [False]  # True while the body's reader waits for the upstream
-        into = intake(resp)
-        received: Callable[[], int] = (
-            (lambda: resp.content.total_bytes) if into is None else (lambda: into.received)
-        )
-        timed_out = False
+        content, idle = resp.content, self.timeouts.read
+        waiting, timed_out = False, False
 
         async def watch() -> None:
             nonlocal timed_out
-            seen, since = received(), loop.time()
+            seen, since = content.total_bytes, loop.time()
             while True:
                 await asyncio.sleep(idle / 4)
                 now = loop.time()
-                if received() != seen or not waiting[0]:
-                    seen, since = received(), now
+                if content.total_bytes != seen or not waiting:
+                    seen, since = content.total_bytes, now
                 elif now - since >= idle:
                     timed_out = True
                     resp.close()  # the waiting read raises
                     return
 
-        chunks = _stream(resp, waiting) if into is None else batches(into, waiting)
         watchdog = asyncio.ensure_future(watch())
         try:
-            async for chunk in chunks:
+            while True:
+                waiting = True
+                try:
+                    chunk = await content.readany()
+                except aiohttp.ClientError as exc:
+                    if timed_out:
+                        raise UpstreamUnavailable(
+                            f"no byte of the body for {idle:g} s", str(resp.url)
+                        ) from exc
+                    raise
+                waiting = False
+                if not chunk:
+                    return
                 yield chunk
-        except aiohttp.ClientError as exc:
-            if timed_out:
-                raise UpstreamUnavailable(f"no byte of the body for {idle:g} s", str(resp.url)) from exc
-            raise
         finally:
             watchdog.cancel()
-            if into is not None:
-                resp.close()  # the connection is the body's alone
 
     async def tags(self, name: str) -> list[str]:
         """Every tag of ``name``, following the upstream's `Link` pages."""
@@ -367,16 +364,3 @@ def _failure(resp: aiohttp.ClientResponse, url: str) -> UpstreamError:
     if status == 429:
         return UpstreamThrottled("upstream answered 429", url, resp.headers.get("Retry-After"))
     return UpstreamUnavailable(f"upstream answered {status}", url)
-
-
-async def _stream(resp: aiohttp.ClientResponse, waiting: list[bool]) -> AsyncIterator[bytes]:
-    """aiohttp's chunks of a body; ``waiting[0]`` is True while a read waits."""
-    while True:
-        waiting[0] = True
-        try:
-            chunk = await resp.content.readany()
-        finally:
-            waiting[0] = False
-        if not chunk:
-            return
-        yield chunk
