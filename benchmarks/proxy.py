@@ -25,7 +25,9 @@ Must not import fastreg: the servers are black boxes started as processes.
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import resource
 import shutil
 import statistics
 import sys
@@ -46,6 +48,23 @@ def _timed(fn: object, *args: object) -> float:
     t0 = time.perf_counter()
     fn(*args)  # type: ignore[operator]
     return time.perf_counter() - t0
+
+
+def _own_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)  # the client: pulls run in this process
+    return r.ru_utime + r.ru_stime
+
+
+def _budget(f: dict[str, list[float]], label: str, pids: list[int], fn: object, *args: object) -> float:
+    """Time ``fn`` and record the CPU seconds the client and each of ``pids`` (upstream, then
+    mirror) spent meanwhile, and how busy they kept the machine's cores; the wall time."""
+    before = [_own_cpu(), *(cpu_seconds(p) for p in pids)]
+    wall = _timed(fn, *args)
+    spent = [b - a for a, b in zip(before, [_own_cpu(), *(cpu_seconds(p) for p in pids)])]
+    for name, value in zip(("client", "upstream", "mirror"), spent):
+        f.setdefault(f"{label} CPU {name}", []).append(value)
+    f.setdefault(f"{label} busy %", []).append(100 * sum(spent) / (wall * (os.cpu_count() or 1)))
+    return wall
 
 
 def _upstream_bytes(upstream: Registry, digest: str) -> int:
@@ -75,12 +94,14 @@ def run(size: int, rounds: int, n: int, tmp: Path) -> dict[str, dict[str, list[f
                                               "cold xN": [], "upstream MiB for xN": [],
                                               "cold CPU s/GiB": []})
                 print(f"  round {r + 1}/{rounds} {kind} ...", file=sys.stderr, flush=True)
-                f["direct"].append(size / MiB / _timed(clients.pull, upstream.port, path, blob))
+                wall = _budget(f, "direct", [upstream.process.pid], clients.pull, upstream.port, path, blob)
+                f["direct"].append(size / MiB / wall)
                 f["plain"].append(size / MiB / _timed(clients.pull, plain[kind].port, path, blob))
                 mirror = _mirror(kind, tmp / f"{kind}-{r}", upstream)
                 try:
                     cpu = cpu_seconds(mirror.process.pid)
-                    f["cold"].append(size / MiB / _timed(clients.pull, mirror.port, path, blob))
+                    pids = [upstream.process.pid, mirror.process.pid]
+                    f["cold"].append(size / MiB / _budget(f, "cold", pids, clients.pull, mirror.port, path, blob))
                     time.sleep(0.5)  # the commit may end after the response
                     f["cold CPU s/GiB"].append((cpu_seconds(mirror.process.pid) - cpu) * MiB * 1024 / size)
                     f["warm"].append(size / MiB / _timed(clients.pull, mirror.port, path, blob))
@@ -127,6 +148,16 @@ def main() -> None:
               f"| {m['warm']:.0f} | {m['plain']:.0f} | {m['warm'] / m['plain']:.2f}x "
               f"| {m['cold xN']:.0f} | {m['cold xN'] / m['cold']:.2f}x "
               f"| {m['upstream MiB for xN']:.0f} | {m['cold CPU s/GiB']:.2f} |")
+    print("\nCPU seconds of one pull (the client hashes what it reads; busy: all of them over "
+          f"{os.cpu_count()} cores x the pull's wall time)\n")
+    print("| mirror | pull | client CPU s | upstream CPU s | mirror CPU s | busy |")
+    print("|---|---|---|---|---|---|")
+    for kind, f in figures.items():
+        m = {k: statistics.median(v) for k, v in f.items()}
+        for label in ("direct", "cold"):
+            mirror_cpu = f"{m[f'{label} CPU mirror']:.2f}" if f"{label} CPU mirror" in m else "-"
+            print(f"| {kind} | {label} | {m[f'{label} CPU client']:.2f} | "
+                  f"{m[f'{label} CPU upstream']:.2f} | {mirror_cpu} | {m[f'{label} busy %']:.0f} % |")
     for kind, f in figures.items():  # the spread behind each median
         print(f"\n{kind}: " + "; ".join(f"{k} " + " ".join(f"{x:.3g}" for x in v) for k, v in f.items()))
 

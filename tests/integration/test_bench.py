@@ -49,14 +49,22 @@ def test_proxy_bench_fills_the_table() -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
                           cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    table = re.finditer(r"^\| (fastreg|distribution) \|(.*)\|$", proc.stdout, re.MULTILINE)
+    rates, _, budget = proc.stdout.partition("CPU seconds of one pull")
+    table = re.finditer(r"^\| (fastreg|distribution) \|(.*)\|$", rates, re.MULTILINE)
     rows = {m.group(1): [c.strip() for c in m.group(2).split("|")] for m in table}
     assert set(rows) == {"fastreg", "distribution"}, proc.stdout
     for cells in rows.values():
         assert all(re.fullmatch(r"[\d.]+x?", c) for c in cells), cells
-    header = re.search(r"^\| mirror \|(.*)\|$", proc.stdout, re.MULTILINE)
+    header = re.search(r"^\| mirror \|(.*)\|$", rates, re.MULTILINE)
     assert header is not None, proc.stdout
     columns = [c.strip() for c in header.group(1).split("|")]
     fastreg = dict(zip(columns, rows["fastreg"], strict=True))
     assert 16 <= float(fastreg["upstream MiB served for x N"]) <= 32, fastreg
     assert float(fastreg["mirror CPU s per GiB, cold"]) > 0, fastreg
+    # the CPU of each party in one pull: the mirror has none in a direct pull
+    cpu = {(m.group(1), m.group(2)): m.group(3).split(" | ") for m in re.finditer(
+        r"^\| (fastreg|distribution) \| (direct|cold) \| (.*) \|$", budget, re.MULTILINE)}
+    assert len(cpu) == 4, budget
+    for (_, pull), (client, upstream, mirror, busy) in cpu.items():
+        assert float(client) > 0 and float(upstream) > 0 and busy.endswith(" %"), cpu
+        assert (mirror == "-") == (pull == "direct"), cpu
