@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from fastreg.auth.access import ALL, CATALOG, DELETE, PULL, PUSH, REGISTRY, REPOSITORY, Scope
+from fastreg.config.convert import SAFE_LOADER
 from fastreg.registry.names import is_valid_name
 
 ACTIONS = (PULL, PUSH, DELETE, ALL)
@@ -115,7 +116,7 @@ class ACL:
 
 def parse_acl(text: bytes) -> ACL:
     try:
-        doc = yaml.safe_load(text) or {}
+        doc = yaml.load(text, Loader=SAFE_LOADER) or {}
     except yaml.YAMLError as exc:
         raise ACLError(f"invalid YAML: {exc}") from None
     if not isinstance(doc, dict):

@@ -30,6 +30,13 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+import yaml
+
+#: the loader of every YAML document fastreg reads (config file, its environment values, the
+#: token server's ACL): libyaml's where PyYAML has it (same safe tag set), ~8x faster
+#: (a config: 1.8 -> 0.2 ms here)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message starts with the offending dotted key."""

@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from fastreg.config.convert import SECONDS as SECONDS_UNIT
 from fastreg.config.convert import (
+    SAFE_LOADER,
     ConfigError,
     as_bool,
     as_duration,
@@ -36,6 +36,7 @@ from fastreg.config.convert import (
     as_strlist,
     describe,
 )
+from fastreg.config.convert import SECONDS as SECONDS_UNIT
 
 
 class Kind(enum.Enum):
@@ -291,7 +292,7 @@ def apply_env(doc: dict[str, Any], environ: Mapping[str, str], warnings: list[st
             )
             continue
         try:
-            value = yaml.safe_load(environ[name])
+            value = yaml.load(environ[name], Loader=SAFE_LOADER)
         except yaml.YAMLError:
             value = environ[name]  # Distribution would fail; a plain string is kinder
         try:

@@ -37,6 +37,7 @@ import yaml
 from fastreg.auth import settings as auth
 from fastreg.auth.settings import AuthSettings
 from fastreg.config.convert import (
+    SAFE_LOADER,
     ConfigError,
     Section,
     as_mapping,
@@ -64,9 +65,6 @@ _LOG_LEVELS = ("error", "warn", "info", "debug")
 _LOG_FORMATTERS = ("text", "json", "logstash")
 _NETS = ("tcp", "unix")
 _CACHES = ("inmemory", "redis")
-
-#: libyaml's loader where PyYAML has it (same safe tag set): a config parses ~8x faster (1.8 -> 0.2 ms here).
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _empty() -> Mapping[str, Any]:
